@@ -1,0 +1,80 @@
+"""Decode upstream image bytes into RGBA arrays, after checking their size (image bombs)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import numpy.typing as npt
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import MemoryFile
+
+from streaming.errors import SourceBadResponse
+
+RGBA = npt.NDArray[np.uint8]
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+
+# Tiles carry no georeference and rasterio warns about each one. A process-wide filter,
+# because warnings.catch_warnings() is not thread-safe and decoding runs in workers.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+
+def decode_rgba(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RGBA:
+    """Decode a PNG/JPEG/GeoTIFF/WebP image into a (4, height, width) uint8 RGBA array.
+
+    The header is read first, so an image whose pixel count is past ``max_pixels`` is
+    refused before any pixel is decoded. Grey, grey+alpha, paletted, RGB and RGBA inputs
+    all come out as RGBA; the alpha is the image's own alpha or nodata mask.
+    """
+    if not data:
+        raise SourceBadResponse("the upstream sent an empty image")
+    try:
+        with MemoryFile(data) as memfile, memfile.open() as src:
+            if src.width * src.height > max_pixels:
+                raise SourceBadResponse(
+                    f"upstream image is {src.width}x{src.height} px, "
+                    f"past the limit of {max_pixels} px"
+                )
+            return _to_rgba(src)
+    except RasterioError as exc:
+        raise SourceBadResponse(f"the upstream image could not be decoded: {exc}") from exc
+
+
+def _to_rgba(src: object) -> RGBA:
+    """Expand whatever band layout ``src`` has into RGBA."""
+    count: int = src.count  # type: ignore[attr-defined]
+    bands = src.read(out_dtype="uint8")  # type: ignore[attr-defined]
+    height, width = bands.shape[1:]
+    out = np.empty((4, height, width), dtype=np.uint8)
+    if count == 1 and _has_colormap(src):
+        cmap = src.colormap(1)  # type: ignore[attr-defined]
+        lut = np.zeros((256, 4), dtype=np.uint8)
+        for index, rgba in cmap.items():
+            lut[index] = rgba
+        out[:] = np.moveaxis(lut[bands[0]], -1, 0)
+        if src.nodata is not None:  # type: ignore[attr-defined]
+            out[3][bands[0] == int(src.nodata)] = 0  # type: ignore[attr-defined]
+        return out
+    if count in (1, 2):
+        out[:3] = bands[0]
+    else:
+        out[:3] = bands[:3]
+    out[3] = src.dataset_mask()  # type: ignore[attr-defined]
+    return out
+
+
+def _has_colormap(src: object) -> bool:
+    try:
+        src.colormap(1)  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    return True
+
+
+def is_blank(rgba: RGBA) -> bool:
+    """True when an image is fully transparent or one uniform colour (a no-data tile)."""
+    alpha = rgba[3]
+    if not alpha.any():
+        return True
+    first = rgba[:, 0, 0]
+    return bool((rgba == first[:, None, None]).all())

@@ -1,0 +1,91 @@
+"""Errors of the streaming library.
+
+StreamingError
+├── InvalidRead            a read or request that cannot be served as asked
+├── ReadTooLarge           a read past its pixel or request budget
+├── ResolutionTooHigh      a read finer than the detector needs (SPEC §5)
+└── SourceError            the upstream failed (the source interface's errors)
+    ├── SourceTimeout      no answer in time
+    ├── SourceUnavailable  5xx or connection refused
+    ├── SourceTLSError     the TLS handshake failed
+    ├── SourceAuthError    401/403, or ArcGIS 498/499 in a 200 body
+    ├── SourceNotFound     404: no tile there
+    └── SourceBadResponse  ServiceException, wrong content type, undecodable or oversized image
+
+Each class carries a stable ``code``; HTTP statuses live in the web layer only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class StreamingError(Exception):
+    """Root of every streaming error."""
+
+    code: ClassVar[str] = "streaming_error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InvalidRead(StreamingError):
+    """A read that cannot be served as asked."""
+
+    code = "invalid_read"
+
+
+class ReadTooLarge(StreamingError):
+    """A read past its pixel or upstream-request budget."""
+
+    code = "read_too_large"
+
+
+class ResolutionTooHigh(StreamingError):
+    """A read finer than the detector's resolution allows."""
+
+    code = "resolution_too_high"
+
+
+class SourceError(StreamingError):
+    """The upstream source failed."""
+
+    code = "upstream_error"
+
+
+class SourceTimeout(SourceError):
+    """The upstream did not answer in time."""
+
+    code = "upstream_timeout"
+
+
+class SourceUnavailable(SourceError):
+    """The upstream answered 5xx or refused the connection."""
+
+    code = "upstream_unavailable"
+
+
+class SourceTLSError(SourceError):
+    """The TLS handshake with the upstream failed."""
+
+    code = "upstream_tls"
+
+
+class SourceAuthError(SourceError):
+    """The upstream refused the credentials."""
+
+    code = "upstream_auth"
+
+
+class SourceNotFound(SourceError):
+    """The upstream has no data for that request (404)."""
+
+    code = "upstream_not_found"
+
+
+class SourceBadResponse(SourceError):
+    """The upstream answered something that is not the expected image or document."""
+
+    code = "upstream_bad_response"

@@ -1,0 +1,220 @@
+"""Read any bbox of a source onto an output grid: plan, fetch (bounded), then mosaic off-loop."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from functools import partial
+from typing import TypeVar
+
+import attrs
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds, from_origin
+from rasterio.warp import transform_bounds
+
+from streaming import grid
+from streaming.decode import DEFAULT_MAX_IMAGE_PIXELS, RGBA
+from streaming.errors import ReadTooLarge
+from streaming.mosaic import Composite, Grid, Piece, compose
+from streaming.sources import BBoxSource, FetchedImage, Source, TileSource
+from streaming.types import BBox, TileIndex
+
+T = TypeVar("T")
+_TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
+
+
+@attrs.frozen
+class ReadResult:
+    """Pixels of a read on its output grid, and what it cost upstream."""
+
+    rgba: RGBA
+    grid: Grid
+    zoom: int | None  # the matrix read, for tile sources
+    requests: int
+    missing: int
+    blank: int
+
+
+@attrs.frozen(kw_only=True)
+class ReadLimits:
+    """Budgets checked before anything is fetched."""
+
+    max_pixels: int = 4096 * 4096
+    max_requests: int = 256
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    concurrency: int = 8
+
+
+class SourceReader:
+    """Reads bboxes of a :class:`TileSource` or :class:`BBoxSource` as RGBA arrays."""
+
+    def __init__(
+        self, source: Source, executor: Executor | None = None, limits: ReadLimits | None = None
+    ) -> None:
+        self.source = source
+        self.executor = executor
+        self.limits = limits or ReadLimits()
+
+    async def read(
+        self,
+        output: Grid,
+        *,
+        zoom: int | None = None,
+        resampling: Resampling = Resampling.bilinear,
+    ) -> ReadResult:
+        """Read the area of ``output`` onto that grid.
+
+        ``zoom`` forces a matrix of a tile source; by default the coarsest matrix at
+        least as fine as the output resolution is read.
+        """
+        pixels = output.width * output.height
+        if pixels > self.limits.max_pixels:
+            raise ReadTooLarge(
+                f"the read is {output.width}x{output.height} px, past the limit of "
+                f"{self.limits.max_pixels} px",
+                hint="ask for a smaller size or a coarser resolution",
+            )
+        if isinstance(self.source, TileSource):
+            return await self._read_tiles(self.source, output, zoom, resampling)
+        return await self._read_bbox(self.source, output, resampling)
+
+    async def _read_tiles(
+        self, source: TileSource, output: Grid, zoom: int | None, resampling: Resampling
+    ) -> ReadResult:
+        tms = source.tms
+        tms_crs = tms.rasterio_crs
+        bbox = BBox(*transform_bounds(output.crs, tms_crs, *_bounds(output), densify_pts=21))
+        if zoom is None:
+            res = min(bbox.width / output.width, bbox.height / output.height)
+            zoom = grid.zoom_for_resolution(tms, res, source.min_zoom, source.max_zoom)
+        tiles = list(grid.tiles_for_bbox(tms, bbox, zoom))
+        self._check_requests(len(tiles))
+        fetched = await self._gather([source.fetch_tile(t) for t in tiles])
+        matrix = tms.matrix(zoom)
+        cols, rows = grid.tile_range(tms, bbox, zoom)
+        first = grid.tile_transform(tms, TileIndex(cols.start, rows.start, zoom))
+        last = grid.tile_transform(tms, TileIndex(cols.stop - 1, rows.stop - 1, zoom))
+        # With a bottom-left origin the first row is the southernmost: take the higher top.
+        top = max(first.f, last.f)
+        canvas = Grid(
+            tms_crs,
+            from_origin(first.c, top, first.a, -first.e),
+            len(cols) * matrix.tileWidth,
+            len(rows) * matrix.tileHeight,
+        )
+        pieces = [
+            _tile_piece(tms, tile, image, canvas)
+            for tile, image in zip(tiles, fetched, strict=True)
+        ]
+        composite = await self._compose(pieces, canvas, output, resampling)
+        return _result(composite, output, zoom, len(tiles))
+
+    async def _read_bbox(
+        self, source: BBoxSource, output: Grid, resampling: Resampling
+    ) -> ReadResult:
+        crs = output.crs if output.crs in source.crs_list else source.crs_list[0]
+        bbox = BBox(*transform_bounds(output.crs, crs, *_bounds(output), densify_pts=21))
+        width, height = output.width, output.height
+        if crs != output.crs:  # keep the pixel count, follow the aspect in the request CRS
+            height = max(1, round(width * bbox.height / bbox.width))
+        canvas = Grid(crs, from_bounds(*bbox, width, height), width, height)
+        parts = split_request(width, height, *source.max_size)
+        self._check_requests(len(parts))
+        fetched = await self._gather(
+            [source.fetch_bbox(_part_bbox(canvas, p), crs, p[2], p[3]) for p in parts]
+        )
+        pieces = [
+            Piece(image.data, col, row, w, h, f"part {col},{row} {w}x{h}")
+            for (col, row, w, h), image in zip(parts, fetched, strict=True)
+        ]
+        composite = await self._compose(pieces, canvas, output, resampling)
+        return _result(composite, output, None, len(parts))
+
+    def _check_requests(self, count: int) -> None:
+        if count > self.limits.max_requests:
+            raise ReadTooLarge(
+                f"the read needs {count} upstream requests, past the limit of "
+                f"{self.limits.max_requests}",
+                hint="read a smaller area or at a coarser resolution",
+            )
+
+    async def _gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """Await ``calls``, at most ``concurrency`` at once; the first error cancels the rest."""
+        semaphore = asyncio.Semaphore(self.limits.concurrency)
+
+        async def bounded(call: Awaitable[T]) -> T:
+            async with semaphore:
+                return await call
+
+        tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _compose(
+        self, pieces: list[Piece], canvas: Grid, output: Grid, resampling: Resampling
+    ) -> Composite:
+        work: Callable[[], Composite] = partial(
+            compose,
+            pieces,
+            canvas,
+            output,
+            max_pixels=self.limits.max_image_pixels,
+            resampling=resampling,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+
+def split_request(
+    width: int, height: int, max_width: int, max_height: int
+) -> list[tuple[int, int, int, int]]:
+    """Split a ``width`` x ``height`` request into parts within the max size.
+
+    Returns (col_off, row_off, width, height) per part, row by row. Parts cut on whole
+    pixels, so stitched parts sit exactly on the full request's grid.
+    """
+    nx, ny = math.ceil(width / max_width), math.ceil(height / max_height)
+    xs = [round(i * width / nx) for i in range(nx + 1)]
+    ys = [round(j * height / ny) for j in range(ny + 1)]
+    return [
+        (xs[i], ys[j], xs[i + 1] - xs[i], ys[j + 1] - ys[j]) for j in range(ny) for i in range(nx)
+    ]
+
+
+def _part_bbox(canvas: Grid, part: tuple[int, int, int, int]) -> BBox:
+    col, row, width, height = part
+    left, top = canvas.transform @ (col, row)
+    right, bottom = canvas.transform @ (col + width, row + height)
+    return BBox(left, bottom, right, top)
+
+
+def _bounds(g: Grid) -> BBox:
+    left, top = g.transform @ (0, 0)
+    right, bottom = g.transform @ (g.width, g.height)
+    return BBox(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+
+def _tile_piece(tms: object, tile: TileIndex, image: FetchedImage | None, canvas: Grid) -> Piece:
+    transform = grid.tile_transform(tms, tile)  # type: ignore[arg-type]
+    col_off = round((transform.c - canvas.transform.c) / canvas.transform.a)
+    row_off = round((transform.f - canvas.transform.f) / canvas.transform.e)
+    matrix = tms.matrix(tile.z)  # type: ignore[attr-defined]
+    data = image.data if image is not None else None
+    return Piece(data, col_off, row_off, matrix.tileWidth, matrix.tileHeight, f"tile {tile}")
+
+
+def _result(composite: Composite, output: Grid, zoom: int | None, requests: int) -> ReadResult:
+    return ReadResult(composite.rgba, output, zoom, requests, composite.missing, composite.blank)
+
+
+def preview_grid(lat: float, lon: float, resolution: float, size: int) -> Grid:
+    """A ``size`` px square Web Mercator grid centred on lat/lon at ``resolution`` ground m/px."""
+    x, y = _TO_MERCATOR.transform(lon, lat)
+    res = grid.mercator_res_for_ground(resolution, lat)
+    _, transform = grid.point_grid(x, y, res, size, size)
+    return Grid(grid.WEB_MERCATOR_CRS, transform, size, size)

@@ -1,0 +1,95 @@
+"""SourceReader against in-process sources cut from the ground truth (no HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+from morecantile import TileMatrixSet
+from rasterio.crs import CRS
+
+from streaming import grid
+from streaming.errors import ReadTooLarge
+from streaming.reader import ReadLimits, SourceReader, preview_grid, split_request
+from streaming.sources import FetchedImage
+from streaming.types import BBox, TileIndex
+from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
+from tests.upstreams.render import GroundTruthRenderer
+
+
+class MemoryTiles:
+    def __init__(self, renderer: GroundTruthRenderer, tms: TileMatrixSet, max_zoom: int = 18):
+        self.renderer, self.tms, self.min_zoom, self.max_zoom = renderer, tms, 0, max_zoom
+        self.fetched: list[TileIndex] = []
+
+    async def fetch_tile(self, tile: TileIndex) -> FetchedImage | None:
+        self.fetched.append(tile)
+        size = self.tms.matrix(tile.z).tileWidth
+        data = self.renderer.tile(self.tms, tile.x, tile.y, tile.z, size)
+        return None if data is None else FetchedImage(data, "image/png")
+
+
+class MemoryBBox:
+    def __init__(self, renderer: GroundTruthRenderer, crs: list[CRS], max_size=(4096, 4096)):
+        self.renderer, self.crs_list, self.max_size = renderer, crs, max_size
+        self.requests: list[tuple[BBox, int, int]] = []
+
+    async def fetch_bbox(self, bbox: BBox, crs: CRS, width: int, height: int) -> FetchedImage:
+        self.requests.append((bbox, width, height))
+        return FetchedImage(self.renderer.bbox(tuple(bbox), crs, width, height), "image/png")
+
+
+@pytest.mark.parametrize("tile_size", [256, 512])
+async def test_tile_source_pixels_land_on_the_ground_truth(renderer, ground_truth, tile_size):
+    source = MemoryTiles(renderer, grid.web_mercator_tms(tile_size))
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
+    result = await SourceReader(source).read(output)
+    # 10 m ground at 46.5°N is 14.5 m in Mercator: zoom 14 (9.55 m) for 256 px tiles.
+    assert result.zoom == (14 if tile_size == 256 else 13)
+    assert {t.z for t in source.fetched} == {result.zoom}
+    assert_pixels_match(result.rgba, expected(ground_truth, output))
+
+
+async def test_coarse_read_costs_coarse_tiles(renderer):
+    source = MemoryTiles(renderer, grid.web_mercator_tms())
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=40.0, size=128)
+    result = await SourceReader(source).read(output)
+    assert result.zoom == 12
+    assert len(source.fetched) <= 4
+
+
+async def test_tile_source_in_a_geographic_tms(renderer, ground_truth):
+    source = MemoryTiles(renderer, TileMatrixSet.model_validate(
+        __import__("morecantile").tms.get("WGS1984Quad").model_dump()
+    ))
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
+    result = await SourceReader(source).read(output)
+    assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=10)
+
+
+async def test_bbox_source_is_split_under_its_max_size(renderer, ground_truth):
+    source = MemoryBBox(renderer, [grid.WEB_MERCATOR_CRS], max_size=(100, 90))
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
+    result = await SourceReader(source).read(output)
+    assert result.requests == 9 == len(source.requests)
+    assert all(w <= 100 and h <= 90 for _, w, h in source.requests)
+    assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=3)
+
+
+async def test_bbox_source_in_another_crs_is_reprojected(renderer, ground_truth):
+    source = MemoryBBox(renderer, [grid.WGS84_CRS])
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
+    result = await SourceReader(source).read(output)
+    assert_pixels_match(result.rgba, expected(ground_truth, output))
+
+
+async def test_read_past_the_request_budget_is_refused_before_fetching(renderer):
+    source = MemoryTiles(renderer, grid.web_mercator_tms())
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=0.3, size=1024)
+    with pytest.raises(ReadTooLarge):
+        await SourceReader(source, limits=ReadLimits(max_requests=4)).read(output)
+    assert source.fetched == []
+
+
+def test_split_request_covers_every_pixel_once():
+    parts = split_request(1000, 301, 256, 256)
+    assert sum(w * h for _, _, w, h in parts) == 1000 * 301
+    assert max(w for _, _, w, _ in parts) <= 256 and max(h for *_, h in parts) <= 256
