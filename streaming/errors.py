@@ -10,7 +10,9 @@ StreamingError
     ├── SourceTLSError     the TLS handshake failed
     ├── SourceAuthError    401/403, or ArcGIS 498/499 in a 200 body
     ├── SourceNotFound     404: no tile there
-    └── SourceBadResponse  ServiceException, wrong content type, undecodable or oversized image
+    └── SourceBadResponse  undecodable or oversized image, unexpected document
+        ├── SourceServiceException  an OGC ServiceException/ExceptionReport (often with HTTP 200)
+        └── SourceWrongContentType  not an image where an image was expected
 
 Each class carries a stable ``code``; HTTP statuses live in the web layer only.
 """
@@ -89,3 +91,15 @@ class SourceBadResponse(SourceError):
     """The upstream answered something that is not the expected image or document."""
 
     code = "upstream_bad_response"
+
+
+class SourceServiceException(SourceBadResponse):
+    """The upstream answered an OGC ServiceException or ExceptionReport."""
+
+    code = "upstream_service_exception"
+
+
+class SourceWrongContentType(SourceBadResponse):
+    """The upstream answered something that is not an image where an image was expected."""
+
+    code = "upstream_wrong_content_type"

@@ -19,7 +19,9 @@ from streaming.mosaic import Grid
 
 # Lausanne, Switzerland: far enough from the equator that the Mercator scale factor matters.
 CENTER_LAT, CENTER_LON = 46.52, 6.63
-CENTER_X, CENTER_Y = Transformer.from_crs(4326, 3857, always_xy=True).transform(CENTER_LON, CENTER_LAT)
+CENTER_X, CENTER_Y = Transformer.from_crs(4326, 3857, always_xy=True).transform(
+    CENTER_LON, CENTER_LAT
+)
 GT_RES = 4.777314267823516  # Web Mercator zoom 15 pixel size
 GT_SIZE = 2048
 
@@ -87,12 +89,16 @@ def best_shift(actual: np.ndarray, oracle: np.ndarray, reach: int = 3) -> tuple[
     core = actual[:, m:-m, m:-m].astype(np.int16)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
-            shifted = oracle[:, m + dy : oracle.shape[1] - m + dy, m + dx : oracle.shape[2] - m + dx]
+            shifted = oracle[
+                :, m + dy : oracle.shape[1] - m + dy, m + dx : oracle.shape[2] - m + dx
+            ]
             scores[(dx, dy)] = float(np.abs(core - shifted).mean())
     return min(scores, key=lambda k: scores[k])
 
 
-def assert_pixels_match(actual_rgba: np.ndarray, oracle: np.ndarray, tolerance: float = 8.0) -> None:
+def assert_pixels_match(
+    actual_rgba: np.ndarray, oracle: np.ndarray, tolerance: float = 8.0
+) -> None:
     """Assert ``actual`` lands where the oracle has the ground truth: no shift, small error."""
     actual = actual_rgba[:3]
     assert actual.shape == oracle.shape, (actual.shape, oracle.shape)

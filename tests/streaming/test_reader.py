@@ -57,9 +57,10 @@ async def test_coarse_read_costs_coarse_tiles(renderer):
 
 
 async def test_tile_source_in_a_geographic_tms(renderer, ground_truth):
-    source = MemoryTiles(renderer, TileMatrixSet.model_validate(
-        __import__("morecantile").tms.get("WGS1984Quad").model_dump()
-    ))
+    source = MemoryTiles(
+        renderer,
+        TileMatrixSet.model_validate(__import__("morecantile").tms.get("WGS1984Quad").model_dump()),
+    )
     output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
     result = await SourceReader(source).read(output)
     assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=10)

@@ -35,14 +35,23 @@ class GroundTruthRenderer:
         return _encode(img.data, img.mask, fmt)
 
     def bbox(
-        self, bbox: tuple[float, float, float, float], crs: CRS, width: int, height: int,
+        self,
+        bbox: tuple[float, float, float, float],
+        crs: CRS,
+        width: int,
+        height: int,
         fmt: str = "png",
     ) -> bytes:
         """The encoded image of ``bbox`` (in ``crs``) at ``width`` x ``height``."""
         with Reader(str(self.path)) as src:
             img = src.part(
-                bbox, dst_crs=crs, bounds_crs=crs, width=width, height=height,
-                max_size=None, resampling_method="bilinear",
+                bbox,
+                dst_crs=crs,
+                bounds_crs=crs,
+                width=width,
+                height=height,
+                max_size=None,
+                resampling_method="bilinear",
             )
         return _encode(img.data, img.mask, fmt)
 

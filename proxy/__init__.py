@@ -1,0 +1,1 @@
+"""imagery-proxy: the HTTP service (upstream adapters, tile cache, API, catalog)."""

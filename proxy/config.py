@@ -1,0 +1,83 @@
+"""Settings: embedded defaults, then an optional TOML file, then ``IMAGERY_PROXY_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+ENV_PREFIX = "IMAGERY_PROXY_"
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything configurable, with defaults that run with no config at all."""
+
+    data_dir: Path = attrs.field(default=Path("data"), converter=Path)
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8080, converter=int)
+    # API keys; when none is configured one is generated into data_dir/api-key.
+    api_keys: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    # Networks (CIDR) that upstream URLs may reach although private or loopback (SPEC §8).
+    allowed_networks: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    executor_workers: int = attrs.field(default=4, converter=int)
+    upstream_timeout: float = attrs.field(default=30.0, converter=float)
+    upstream_connect_timeout: float = attrs.field(default=10.0, converter=float)
+    upstream_max_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
+    upstream_connections: int = attrs.field(default=100, converter=int)
+    max_image_pixels: int = attrs.field(default=8192 * 8192, converter=int)
+    max_read_pixels: int = attrs.field(default=4096 * 4096, converter=int)
+    max_read_requests: int = attrs.field(default=256, converter=int)
+    preview_size: int = attrs.field(default=512, converter=int)
+    capabilities_ttl: float = attrs.field(default=300.0, converter=float)
+    log_level: str = "INFO"
+    debug_asyncio: bool = attrs.field(default=False, converter=_bool)
+
+    @property
+    def catalog_path(self) -> Path:
+        """The SQLite catalog file."""
+        return self.data_dir / "catalog.sqlite"
+
+
+FIELDS = {f.name for f in attrs.fields(Settings)}
+
+
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build settings from defaults, the TOML file at ``path``, the environment, then overrides.
+
+    The file may also be named by ``IMAGERY_PROXY_CONFIG``. Unknown keys are an error, so
+    a typo never silently falls back to a default.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or (Path(env[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in env else None)
+    if path is not None:
+        with path.open("rb") as fh:
+            values.update(tomllib.load(fh))
+    for key, value in env.items():
+        name = key[len(ENV_PREFIX) :].lower()
+        if key.startswith(ENV_PREFIX) and name in FIELDS:
+            values[name] = value
+    values.update(overrides)
+    unknown = set(values) - FIELDS
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return Settings(**values)

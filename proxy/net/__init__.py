@@ -1,0 +1,1 @@
+"""Outbound HTTP: one client session, address policy, per-server limits."""

@@ -1,0 +1,223 @@
+"""Server configurations: validation of what users send, and the views the API returns.
+
+Credentials (``credentials``, the values of ``headers`` and ``params``) are write-only:
+:func:`public_view` masks them and :func:`merge_config` keeps the stored value when a
+client sends the mask back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from proxy.errors import InvalidInput
+from proxy.net.redact import MASK
+
+ENCODED_PLACEHOLDER = re.compile(r"%7B(-?[a-z]+)%7D", re.I)
+XYZ_PLACEHOLDER = re.compile(r"\{(-?[a-z]+)\}")
+XYZ_KNOWN = {"x", "y", "-y", "z", "s", "q"}
+
+
+def decode_placeholders(url: str) -> str:
+    """``url`` with URL-encoded placeholders (``%7Bz%7D``) turned back into ``{z}``."""
+    return ENCODED_PLACEHOLDER.sub(lambda m: "{" + m.group(1).lower() + "}", url)
+
+
+def check_http_url(url: str) -> str:
+    """Return ``url`` stripped if it is an absolute http(s) URL with a host, else raise."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return url
+
+
+class LatLon(BaseModel):
+    """A point in WGS84 degrees."""
+
+    model_config = ConfigDict(extra="forbid")
+    lat: float = Field(ge=-85.05, le=85.05)
+    lon: float = Field(ge=-180, le=180)
+
+
+class ServerBase(BaseModel):
+    """Fields every server type has (SPEC §2)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    url: str
+    resolution: float | None = Field(default=None, gt=0, le=100_000)
+    preview: LatLon | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    skip_ssl: bool = False
+    max_concurrency: int = Field(default=8, ge=1, le=128)
+    rate_limit: float | None = Field(default=None, gt=0)
+    cache_ttl: int = Field(default=86_400, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return check_http_url(url)
+
+    def secrets(self) -> list[str]:
+        """Every secret value of this config (for redaction)."""
+        return [*self.headers.values(), *self.params.values()]
+
+
+class XYZConfig(ServerBase):
+    """An XYZ tile server: a URL template."""
+
+    type: Literal["xyz"]
+    subdomains: list[str] = Field(default_factory=list)
+    min_zoom: int = Field(default=0, ge=0, le=30)
+    max_zoom: int = Field(default=19, ge=0, le=30)
+    tile_size: Literal[256, 512] = 256
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, url: str) -> str:
+        url = decode_placeholders(url)
+        names = set(XYZ_PLACEHOLDER.findall(url))
+        unknown = names - XYZ_KNOWN
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{z}} {{x}} {{y}}")
+        if "q" not in names and not ({"z", "x"} <= names and names & {"y", "-y"}):
+            raise ValueError("the template needs {z}, {x} and {y} (or {-y}), or {q}")
+        return url
+
+    def model_post_init(self, context: Any) -> None:
+        """Check rules across fields."""
+        if self.min_zoom > self.max_zoom:
+            raise ValueError("min_zoom is greater than max_zoom")
+        if "{s}" in self.url and not self.subdomains:
+            raise ValueError("the template has {s}: give the subdomains list")
+
+
+class WMSConfig(ServerBase):
+    """A WMS: the GetCapabilities URL, and the layer(s) to request."""
+
+    type: Literal["wms"]
+    layers: list[str] = Field(default_factory=list)  # empty: the first named layer
+    styles: list[str] = Field(default_factory=list)
+    format: str | None = None  # default: PNG or JPEG, whichever the server offers
+    crs: str | None = None  # default: EPSG:3857 if offered, else the first offered
+    version: Literal["1.1.1", "1.3.0"] | None = None  # default: what the server answers
+
+
+class WMTSConfig(ServerBase):
+    """A WMTS: the GetCapabilities URL, a layer and one of its tile matrix sets."""
+
+    type: Literal["wmts"]
+    layer: str | None = None  # default: the first layer
+    tile_matrix_set: str | None = None  # default: GoogleMapsCompatible-like, else the first
+    style: str | None = None
+    format: str | None = None
+    min_zoom: int | None = Field(default=None, ge=0)
+    max_zoom: int | None = Field(default=None, ge=0)
+
+
+class ArcGISConfig(ServerBase):
+    """An ArcGIS MapServer or ImageServer, with optional ``username:password``."""
+
+    type: Literal["arcgis"]
+    credentials: str | None = None
+    format: str | None = None  # for export requests; default png
+
+    @field_validator("url")
+    @classmethod
+    def _service_url(cls, url: str) -> str:
+        url = url.split("?", 1)[0].rstrip("/")
+        if not url.endswith(("/MapServer", "/ImageServer")):
+            raise ValueError("must end with /MapServer or /ImageServer")
+        return url
+
+    @field_validator("credentials")
+    @classmethod
+    def _user_password(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value or value.startswith(":")):
+            raise ValueError("must be username:password")
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value of this config, the password included."""
+        extra = self.credentials.split(":", 1) if self.credentials else []
+        return [*super().secrets(), *extra[1:], *([self.credentials] if self.credentials else [])]
+
+
+ServerConfig = Annotated[
+    XYZConfig | WMSConfig | WMTSConfig | ArcGISConfig, Field(discriminator="type")
+]
+SERVER_ADAPTER: TypeAdapter[ServerConfig] = TypeAdapter(ServerConfig)
+SERVER_TYPES = ("xyz", "wms", "wmts", "arcgis")
+
+
+def parse_config(data: Any) -> ServerConfig:
+    """Validate a server config; every problem becomes one :class:`InvalidInput`."""
+    if not isinstance(data, dict):
+        raise InvalidInput("a server config must be a JSON object")
+    if data.get("type") not in SERVER_TYPES:
+        raise InvalidInput(
+            f"unknown server type {data.get('type')!r}",
+            hint=f"type must be one of {', '.join(SERVER_TYPES)}",
+        )
+    try:
+        return SERVER_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "invalid server config: " + _describe(exc), errors=_details(exc)
+        ) from None
+    except ValueError as exc:  # raised by model_post_init
+        raise InvalidInput(f"invalid server config: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def _details(exc: ValidationError) -> list[dict[str, str]]:
+    # Never echo the input back: it may hold a credential.
+    return [{"field": _loc(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    # Drop the discriminator tag pydantic puts first ("xyz", "wms", ...).
+    parts = [str(p) for p in loc if str(p) not in SERVER_TYPES]
+    return ".".join(parts) or "config"
+
+
+SECRET_MAPS = ("headers", "params")
+
+
+def stored_dict(config: ServerConfig) -> dict[str, Any]:
+    """The full config, secrets included, as the catalog stores it."""
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def public_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as the API returns it: every secret value masked."""
+    view = dict(stored)
+    for key in SECRET_MAPS:
+        if view.get(key):
+            view[key] = dict.fromkeys(view[key], MASK)
+    if view.get("credentials"):
+        username = str(view["credentials"]).split(":", 1)[0]
+        view["credentials"] = f"{username}:{MASK}"
+    return view
+
+
+def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``changes`` onto a stored config; masked values sent back keep the stored secret."""
+    merged = {**stored, **changes}
+    for key in SECRET_MAPS:
+        if isinstance(changes.get(key), dict):
+            old = stored.get(key) or {}
+            merged[key] = {k: old.get(k, v) if v == MASK else v for k, v in changes[key].items()}
+    creds = changes.get("credentials")
+    if isinstance(creds, str) and creds.endswith(":" + MASK):
+        merged["credentials"] = stored.get("credentials")
+    return {k: v for k, v in merged.items() if v is not None}

@@ -1,0 +1,1 @@
+"""Upstream adapters: one per server type, each implementing a streaming source."""

@@ -1,0 +1,162 @@
+"""What every adapter shares: the per-server connection and the checks on upstream answers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import attrs
+from aiolimiter import AsyncLimiter
+from cachetools import TTLCache
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from proxy.net.client import UpstreamClient, UpstreamResponse
+from proxy.net.redact import redact_text
+from proxy.schemas import ServerBase
+from streaming.errors import (
+    SourceAuthError,
+    SourceBadResponse,
+    SourceServiceException,
+    SourceUnavailable,
+    SourceWrongContentType,
+)
+from streaming.sources import FetchedImage
+
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
+
+
+@attrs.define
+class UpstreamContext:
+    """Shared resources adapters use: the HTTP client, the executor, small caches."""
+
+    client: UpstreamClient
+    executor: Executor | None
+    max_image_pixels: int
+    capabilities_ttl: float = 300.0
+    capabilities: TTLCache[str, Any] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.capabilities = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+
+    async def run(self, func: Any, *args: Any) -> Any:
+        """Run blocking ``func(*args)`` in the executor, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+
+class ServerConnection:
+    """HTTP access to one upstream server: its headers, params, TLS choice and limits."""
+
+    def __init__(self, config: ServerBase, ctx: UpstreamContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.secrets = tuple(config.secrets())
+        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.rate = AsyncLimiter(config.rate_limit, 1.0) if config.rate_limit else None
+
+    async def get(
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        method: str = "GET",
+        data: Mapping[str, str] | None = None,
+    ) -> UpstreamResponse:
+        """Request ``url`` with the server's headers and params, within its limits."""
+        async with self.semaphore:
+            if self.rate is not None:
+                await self.rate.acquire()
+            return await self.ctx.client.request(
+                method,
+                url,
+                params={**self.config.params, **(params or {})},
+                data=data,
+                headers={**self.config.headers, **(headers or {})},
+                verify_ssl=not self.config.skip_ssl,
+                secrets=self.secrets,
+            )
+
+    async def get_image(
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> FetchedImage | None:
+        """Fetch an image; ``None`` when the upstream has none there (404, 204, empty)."""
+        return check_image(await self.get(url, params, headers), self.secrets)
+
+    def redact(self, text: str) -> str:
+        """``text`` with this server's secrets masked."""
+        return redact_text(text, self.secrets)
+
+
+def check_status(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> None:
+    """Raise the source error an HTTP error status stands for."""
+    if resp.status in (401, 403):
+        raise SourceAuthError(
+            f"the upstream refused the request (HTTP {resp.status})",
+            hint="check the credentials, the headers or the API-key query parameters",
+        )
+    if resp.status == 429 or resp.status >= 500:
+        raise SourceUnavailable(f"the upstream answered HTTP {resp.status}")
+    if resp.status >= 400:
+        raise SourceBadResponse(
+            f"the upstream answered HTTP {resp.status}: {redact_text(resp.text(200), secrets)}"
+        )
+
+
+def check_image(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> FetchedImage | None:
+    """The image in ``resp``; ``None`` for no data; a source error for anything else.
+
+    Bytes are sniffed rather than the content type trusted: servers label images
+    ``application/octet-stream`` and errors ``image/png``. An OGC exception sent with
+    HTTP 200 is an error, never an image.
+    """
+    if resp.status in (204, 404):
+        return None
+    check_status(resp, secrets)
+    if not resp.body:
+        return None
+    if is_image(resp.body):
+        return FetchedImage(resp.body, resp.content_type)
+    raise_for_document(resp, secrets)
+    raise SourceWrongContentType(
+        f"the upstream sent {resp.content_type or 'no content type'} instead of an image: "
+        f"{redact_text(resp.text(200), secrets)!r}",
+        hint="check that the URL points at image tiles, not at a web page or an API",
+    )
+
+
+def is_image(body: bytes) -> bool:
+    """True when ``body`` starts like a PNG, JPEG, GIF, TIFF or WebP file."""
+    return body.startswith(IMAGE_MAGIC) or (body[:4] == b"RIFF" and body[8:12] == b"WEBP")
+
+
+def raise_for_document(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> None:
+    """Raise :class:`SourceServiceException` when ``resp`` holds an OGC exception."""
+    if not EXCEPTION_TAG.search(resp.body[:4096]):
+        return
+    text = exception_text(resp.body)
+    raise SourceServiceException(
+        f"the upstream answered a ServiceException: {redact_text(text, secrets)}",
+        hint="the server refused the request; its message says why (layer, style, CRS, format)",
+    )
+
+
+def exception_text(body: bytes) -> str:
+    """The message of an OGC ServiceException/ExceptionReport document."""
+    try:
+        root = ElementTree.fromstring(body, forbid_dtd=True)
+    except (DefusedXmlException, ElementTree.ParseError):
+        return body[:300].decode("utf-8", errors="replace")
+    texts = [
+        " ".join((el.text or "").split())
+        for el in root.iter()
+        if el.tag.rsplit("}", 1)[-1] in ("ServiceException", "ExceptionText")
+    ]
+    return "; ".join(t for t in texts if t) or "(no message)"
