@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.app import create_app
+from proxy.config import Settings, load_settings
 from proxy.net.client import UpstreamClient
 from proxy.net.safety import AddressPolicy
 from proxy.upstream.base import UpstreamContext
@@ -51,3 +53,24 @@ def serve(aiohttp_server):
         return str(server.make_url("")).rstrip("/")
 
     return start
+
+
+API_KEY = "test-key"
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return load_settings(
+        env={},
+        data_dir=tmp_path / "data",
+        api_keys=(API_KEY,),
+        allowed_networks=("127.0.0.0/8",),
+        executor_workers=2,
+        preview_size=256,
+    )
+
+
+@pytest.fixture
+async def api(aiohttp_client, settings):
+    """A test client of the service, sending the API key on every request."""
+    return await aiohttp_client(create_app(settings), headers={"X-API-Key": API_KEY})

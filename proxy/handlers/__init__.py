@@ -1,0 +1,1 @@
+"""HTTP handlers: thin, they parse, call the service layer and answer JSON."""

@@ -1,0 +1,26 @@
+"""Health and readiness."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.http import json_response
+from proxy.keys import SERVICES
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """GET /ready: the catalog answers and the executor takes work."""
+    services = request.app[SERVICES]
+    try:
+        await services.catalog.ping()
+        await services.upstream.run(int, 1)
+    except Exception as exc:  # readiness reports any failure as not ready
+        return json_response(
+            {"status": "not ready", "error": {"code": "not_ready", "message": str(exc)}}, 503
+        )
+    return json_response({"status": "ready"})

@@ -1,0 +1,65 @@
+"""Middlewares: SPEC §7 error bodies for every error, and API-key auth."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from proxy.errors import Unauthorized, error_body, status_for
+from proxy.http import json_response
+from proxy.keys import SERVICES
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/health", "/ready"})
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every exception into a JSON error body; tracebacks go to the log only."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = HTTP_CODES.get(exc.status, "http_error")
+        return json_response({"error": {"code": code, "message": exc.reason}}, exc.status)
+    except Exception as exc:
+        status = status_for(exc)
+        if status == 500:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        body = error_body(exc)
+        body.update(getattr(exc, "context", None) or {})
+        return json_response(body, status)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests without a valid API key (``X-API-Key`` or ``Authorization: Bearer``)."""
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    key = request.headers.get("X-API-Key")
+    if key is None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    keys = request.app[SERVICES].api_keys
+    # Compare against every key in constant time, so timing tells nothing about a key.
+    valid = key is not None and any(hmac.compare_digest(key, k) for k in keys)
+    if not valid:
+        raise Unauthorized(
+            "a valid API key is required",
+            hint="send it in the X-API-Key header or as Authorization: Bearer <key>",
+        )
+    return await handler(request)

@@ -1,0 +1,88 @@
+"""The service's long-lived resources, opened and closed together (app and CLI share them)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+
+from proxy.catalog.base import Catalog
+from proxy.catalog.sqlite import SQLiteCatalog
+from proxy.config import Settings
+from proxy.net.client import UpstreamClient
+from proxy.net.safety import AddressPolicy
+from proxy.upstream.base import UpstreamContext
+from streaming.reader import ReadLimits
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Services:
+    """Everything a handler or a CLI command needs."""
+
+    settings: Settings
+    catalog: Catalog
+    upstream: UpstreamContext
+    executor: ThreadPoolExecutor
+    api_keys: frozenset[str]
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """Budgets of one read, from the settings."""
+        s = self.settings
+        return ReadLimits(
+            max_pixels=s.max_read_pixels,
+            max_requests=s.max_read_requests,
+            max_image_pixels=s.max_image_pixels,
+        )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the catalog, the executor and the upstream client; close them on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = await SQLiteCatalog(settings.catalog_path).open()
+    # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
+    # reads queues instead of spawning threads without end.
+    executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")
+    client = UpstreamClient(
+        policy=AddressPolicy(settings.allowed_networks),
+        timeout=settings.upstream_timeout,
+        connect_timeout=settings.upstream_connect_timeout,
+        max_bytes=settings.upstream_max_bytes,
+        connections=settings.upstream_connections,
+    )
+    upstream = UpstreamContext(
+        client=client,
+        executor=executor,
+        max_image_pixels=settings.max_image_pixels,
+        capabilities_ttl=settings.capabilities_ttl,
+    )
+    try:
+        yield Services(settings, catalog, upstream, executor, load_api_keys(settings))
+    finally:
+        await client.close()
+        await catalog.close()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def load_api_keys(settings: Settings) -> frozenset[str]:
+    """Configured keys; with none configured, the key in ``data_dir/api-key`` (made once)."""
+    if settings.api_keys:
+        return frozenset(settings.api_keys)
+    path = settings.data_dir / "api-key"
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(32))
+        log.warning("no API key configured: generated one into %s", path)
+    return frozenset([path.read_text().strip()])
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.write_text(text + "\n")
