@@ -98,7 +98,12 @@ async def test_credentials_are_write_only(api):
         ({**XYZ, "colour": "red"}, "colour"),
         ({"type": "arcgis", "name": "a", "url": "https://h/arcgis/rest/services/x"}, "url"),
         (
-            {"type": "arcgis", "name": "a", "url": "https://h/x/MapServer", "credentials": "nopass"},
+            {
+                "type": "arcgis",
+                "name": "a",
+                "url": "https://h/x/MapServer",
+                "credentials": "nopass",
+            },
             "credentials",
         ),
     ],
@@ -121,7 +126,9 @@ async def test_validation_errors_never_echo_secrets(api):
 
 
 async def test_malformed_json_is_a_400(api):
-    resp = await api.post("/servers", data=b"{not json", headers={"Content-Type": "application/json"})
+    resp = await api.post(
+        "/servers", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "bad_request"
 
