@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from proxy.errors import InvalidInput
 from proxy.net.redact import MASK
+from streaming.grid import MAX_ZOOM
 
 ENCODED_PLACEHOLDER = re.compile(r"%7B(-?[a-z]+)%7D", re.I)
 XYZ_PLACEHOLDER = re.compile(r"\{(-?[a-z]+)\}")
@@ -74,8 +75,8 @@ class XYZConfig(ServerBase):
 
     type: Literal["xyz"]
     subdomains: list[str] = Field(default_factory=list)
-    min_zoom: int = Field(default=0, ge=0, le=30)
-    max_zoom: int = Field(default=19, ge=0, le=30)
+    min_zoom: int = Field(default=0, ge=0, le=MAX_ZOOM)
+    max_zoom: int = Field(default=19, ge=0, le=MAX_ZOOM)
     tile_size: Literal[256, 512] = 256
 
     @field_validator("url")

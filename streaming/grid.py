@@ -20,27 +20,30 @@ EARTH_CIRCUMFERENCE = 2 * math.pi * 6378137.0
 MERCATOR_HALF_EXTENT = EARTH_CIRCUMFERENCE / 2
 # Relative slack when comparing resolutions, so float noise never picks a finer zoom.
 RES_TOLERANCE = 1e-6
+MAX_ZOOM = 24  # the deepest matrix of morecantile's WebMercatorQuad
 
 
 @cache
 def web_mercator_tms(tile_size: int = 256) -> TileMatrixSet:
     """WebMercatorQuad with ``tile_size`` px tiles, built once (morecantile copies on get)."""
     if tile_size == 256:
-        return morecantile.tms.get("WebMercatorQuad")
+        tms: TileMatrixSet = morecantile.tms.get("WebMercatorQuad")
+        return tms
     e = MERCATOR_HALF_EXTENT
-    return TileMatrixSet.custom(
+    tms = TileMatrixSet.custom(
         [-e, -e, e, e],
         pyproj.CRS.from_epsg(3857),
         tile_width=tile_size,
         tile_height=tile_size,
-        maxzoom=30,
+        maxzoom=MAX_ZOOM,
         id=f"WebMercatorQuad{tile_size}",
     )
+    return tms
 
 
 def mercator_resolution(zoom: int, tile_size: int = 256) -> float:
     """Pixel size in Web Mercator metres of ``zoom``."""
-    return EARTH_CIRCUMFERENCE / (tile_size * 2**zoom)
+    return float(EARTH_CIRCUMFERENCE / (tile_size * 2**zoom))
 
 
 def ground_resolution(mercator_res: float, lat: float) -> float:

@@ -138,7 +138,7 @@ class UpstreamClient:
                 url,
                 data=data,
                 headers=headers,
-                ssl=None if verify_ssl else False,
+                ssl=verify_ssl,  # True: default verification; False: skip_ssl
                 allow_redirects=False,
             ) as resp:
                 body = await self._read(resp)

@@ -1,0 +1,83 @@
+"""The imagery-proxy command, run as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+from rasterio.io import MemoryFile
+
+from tests.groundtruth import CENTER_LAT, CENTER_LON
+from tests.upstreams.xyz import xyz_app
+
+
+async def cli(tmp_path, *args: str) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "IMAGERY_PROXY_DATA_DIR": str(tmp_path / "data"),
+        "IMAGERY_PROXY_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["servers"], ["servers", "add"], ["servers", "list"], ["servers", "test"]]
+)
+async def test_help(tmp_path, command):
+    code, out, _ = await cli(tmp_path, *command, "--help")
+    assert code == 0 and "usage: imagery-proxy" in out
+
+
+async def test_add_list_and_test_a_server(tmp_path, serve, renderer):
+    base = await serve(xyz_app(renderer))
+    code, out, err = await cli(
+        tmp_path, "servers", "add", "--type", "xyz", "--name", "Local",
+        "--url", base + "/a/tiles/{z}/{x}/{y}.png", "--set", "max_zoom=16",
+        "--set", f'preview={{"lat": {CENTER_LAT}, "lon": {CENTER_LON}}}',
+        "--set", 'headers={"X-Token": "hush-hush-123"}',
+    )
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["max_zoom"] == 16 and created["headers"] == {"X-Token": "***"}
+
+    code, out, _ = await cli(tmp_path, "servers", "list")
+    assert code == 0 and created["id"] in out and "hush-hush" not in out
+
+    preview = tmp_path / "p.png"
+    code, out, err = await cli(
+        tmp_path, "servers", "test", created["id"], "--resolution", "10", "--size", "128",
+        "--output", str(preview),
+    )
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["zoom"] == 14 and report["diagnostics"]["upstream_requests"] >= 1
+    with MemoryFile(preview.read_bytes()) as mem, mem.open() as src:
+        assert (src.width, src.height, src.count) == (128, 128, 4)
+
+
+async def test_add_refuses_an_invalid_config(tmp_path):
+    code, _, err = await cli(
+        tmp_path, "servers", "add", "--type", "xyz", "--name", "x", "--url", "http://h/none.png"
+    )
+    assert code == 1
+    assert json.loads(err)["error"]["code"] == "invalid_input"
+
+
+async def test_failed_test_exits_non_zero(tmp_path):
+    config = tmp_path / "s.json"
+    config.write_text(json.dumps({"type": "xyz", "name": "x", "url": "http://127.0.0.1:9/{z}/{x}/{y}"}))
+    code, out, _ = await cli(
+        tmp_path, "servers", "test", str(config), "--lat", "1", "--lon", "1", "--output",
+        str(tmp_path / "none.png"),
+    )
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "upstream_unavailable"
+    assert not (tmp_path / "none.png").exists()
