@@ -21,15 +21,21 @@ async def cli(tmp_path, *args: str) -> tuple[int, str, str]:
         "IMAGERY_PROXY_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.cli", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["serve"], ["servers"], ["servers", "add"], ["servers", "list"], ["servers", "test"]]
+    "command",
+    [[], ["serve"], ["servers"], ["servers", "add"], ["servers", "list"], ["servers", "test"]],
 )
 async def test_help(tmp_path, command):
     code, out, _ = await cli(tmp_path, *command, "--help")
@@ -39,10 +45,21 @@ async def test_help(tmp_path, command):
 async def test_add_list_and_test_a_server(tmp_path, serve, renderer):
     base = await serve(xyz_app(renderer))
     code, out, err = await cli(
-        tmp_path, "servers", "add", "--type", "xyz", "--name", "Local",
-        "--url", base + "/a/tiles/{z}/{x}/{y}.png", "--set", "max_zoom=16",
-        "--set", f'preview={{"lat": {CENTER_LAT}, "lon": {CENTER_LON}}}',
-        "--set", 'headers={"X-Token": "hush-hush-123"}',
+        tmp_path,
+        "servers",
+        "add",
+        "--type",
+        "xyz",
+        "--name",
+        "Local",
+        "--url",
+        base + "/a/tiles/{z}/{x}/{y}.png",
+        "--set",
+        "max_zoom=16",
+        "--set",
+        f'preview={{"lat": {CENTER_LAT}, "lon": {CENTER_LON}}}',
+        "--set",
+        'headers={"X-Token": "hush-hush-123"}',
     )
     assert code == 0, err
     created = json.loads(out)
@@ -53,8 +70,16 @@ async def test_add_list_and_test_a_server(tmp_path, serve, renderer):
 
     preview = tmp_path / "p.png"
     code, out, err = await cli(
-        tmp_path, "servers", "test", created["id"], "--resolution", "10", "--size", "128",
-        "--output", str(preview),
+        tmp_path,
+        "servers",
+        "test",
+        created["id"],
+        "--resolution",
+        "10",
+        "--size",
+        "128",
+        "--output",
+        str(preview),
     )
     assert code == 0, out + err
     report = json.loads(out)
@@ -73,9 +98,19 @@ async def test_add_refuses_an_invalid_config(tmp_path):
 
 async def test_failed_test_exits_non_zero(tmp_path):
     config = tmp_path / "s.json"
-    config.write_text(json.dumps({"type": "xyz", "name": "x", "url": "http://127.0.0.1:9/{z}/{x}/{y}"}))
+    config.write_text(
+        json.dumps({"type": "xyz", "name": "x", "url": "http://127.0.0.1:9/{z}/{x}/{y}"})
+    )
     code, out, _ = await cli(
-        tmp_path, "servers", "test", str(config), "--lat", "1", "--lon", "1", "--output",
+        tmp_path,
+        "servers",
+        "test",
+        str(config),
+        "--lat",
+        "1",
+        "--lon",
+        "1",
+        "--output",
         str(tmp_path / "none.png"),
     )
     assert code == 1
