@@ -118,8 +118,19 @@ class WMTSConfig(ServerBase):
     tile_matrix_set: str | None = None  # default: GoogleMapsCompatible-like, else the first
     style: str | None = None
     format: str | None = None
+    # Matrix indices of the chosen set, coarse to fine from 0; default: all or the limits.
     min_zoom: int | None = Field(default=None, ge=0)
     max_zoom: int | None = Field(default=None, ge=0)
+
+    def model_post_init(self, context: Any) -> None:
+        """Check rules across fields."""
+        lo, hi = self.min_zoom, self.max_zoom
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("min_zoom is greater than max_zoom")
+
+
+# Image formats of export/exportImage that decode to imagery (not LERC, TIFF values, PDF).
+ARCGIS_FORMATS = ("png", "png8", "png24", "png32", "jpg", "jpgpng")
 
 
 class ArcGISConfig(ServerBase):
@@ -127,7 +138,8 @@ class ArcGISConfig(ServerBase):
 
     type: Literal["arcgis"]
     credentials: str | None = None
-    format: str | None = None  # for export requests; default png
+    # export/exportImage format; default png32 (MapServer) or png (ImageServer)
+    format: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -143,6 +155,21 @@ class ArcGISConfig(ServerBase):
         if value is not None and (":" not in value or value.startswith(":")):
             raise ValueError("must be username:password")
         return value
+
+    @field_validator("format")
+    @classmethod
+    def _export_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.lower()
+        if value not in ARCGIS_FORMATS:
+            raise ValueError(f"must be one of {', '.join(ARCGIS_FORMATS)}")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        """Check rules across fields."""
+        if self.format == "jpgpng" and self.url.endswith("/MapServer"):
+            raise ValueError("format jpgpng is for an ImageServer; a MapServer takes png32 or jpg")
 
     def secrets(self) -> list[str]:
         """Every secret value of this config, the password included."""

@@ -151,7 +151,8 @@ def raise_for_document(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) ->
 def exception_text(body: bytes) -> str:
     """The message of an OGC ServiceException/ExceptionReport document."""
     try:
-        root = ElementTree.fromstring(body, forbid_dtd=True)
+        # A bare DOCTYPE is allowed (WMS 1.1.1 exceptions carry one); entities are not.
+        root = ElementTree.fromstring(body, forbid_dtd=False)
     except (DefusedXmlException, ElementTree.ParseError):
         return body[:300].decode("utf-8", errors="replace")
     texts = [

@@ -1,12 +1,453 @@
-"""wms adapter (to be written)."""
+"""WMS servers, versions 1.1.1 and 1.3.0: capabilities, layer/format/CRS choice, GetMap.
+
+The capabilities document is fetched and screened by :mod:`proxy.upstream.capabilities`
+and parsed by OWSLib, in the executor, into a small :class:`WMSCapabilities` value.
+GetMap follows each version's rules: 1.1.1 sends ``SRS`` and an x,y ``BBOX``; 1.3.0
+sends ``CRS`` and a ``BBOX`` in the CRS's own axis order, so EPSG:4326 is lat,lon.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import attrs
+import pyproj
+from defusedxml import ElementTree
+from owslib.wms import WebMapService
+from pyproj.exceptions import CRSError
+from rasterio.crs import CRS
+from rasterio.errors import CRSError as RasterioCRSError
+
+from proxy.errors import InvalidInput, Unsupported
 from proxy.schemas import WMSConfig
-from proxy.upstream.base import UpstreamContext
-from streaming.sources import Source
+from proxy.upstream.base import ServerConnection, UpstreamContext
+from proxy.upstream.capabilities import cached_capabilities
+from streaming.errors import InvalidRead, SourceBadResponse
+from streaming.sources import FetchedImage
+from streaming.types import BBox
+
+VERSIONS = ("1.1.1", "1.3.0")
+DEFAULT_VERSION = "1.3.0"
+# Past this a request is split anyway: smaller images decode faster and fetch in parallel.
+DEFAULT_MAX_SIZE = 4096
+# Query keys the adapter sets itself; a copy in the user's URL is dropped, in any case.
+OGC_KEYS = frozenset(
+    {"service", "request", "version", "layers", "styles", "srs", "crs", "bbox", "width"}
+    | {"height", "format", "transparent", "exceptions", "bgcolor"}
+)
+# Names servers give Web Mercator; PROJ does not know them all.
+MERCATOR_CODES = frozenset(
+    {"EPSG:3857", "EPSG:900913", "EPSG:102100", "EPSG:102113", "EPSG:3785", "ESRI:102100"}
+    | {"ESRI:102113", "OSGEO:41001"}
+)
+EXCEPTIONS_FORMAT = {"1.1.1": "application/vnd.ogc.se_xml", "1.3.0": "XML"}
+DECODABLE = ("png", "jpeg", "jpg", "gif", "tiff", "webp")
+LISTED = 20  # names shown in an error message
 
 
-async def open_wms(config: WMSConfig, ctx: UpstreamContext) -> Source:
-    """Open a wms source."""
-    raise NotImplementedError
+@attrs.frozen
+class WMSStyle:
+    """A style a layer offers."""
+
+    name: str
+    title: str
+
+
+@attrs.frozen
+class WMSLayer:
+    """A named layer of the capabilities (inherited CRSs and styles included)."""
+
+    name: str
+    title: str | None
+    styles: tuple[WMSStyle, ...]
+    crs: tuple[str, ...]
+    bounding_boxes: tuple[tuple[str, BBox], ...]  # (CRS code, bbox in x,y order)
+    wgs84_bounds: BBox | None
+
+
+@attrs.frozen
+class WMSCapabilities:
+    """What the adapter needs from a WMS capabilities document."""
+
+    version: str  # as the server answered it; only 1.1.1 and 1.3.0 are served
+    title: str | None
+    layers: tuple[WMSLayer, ...]
+    formats: tuple[str, ...]
+    getmap_url: str | None
+    max_width: int | None
+    max_height: int | None
+
+    def layer(self, name: str) -> WMSLayer | None:
+        """The named layer, if the server has it."""
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+
+def parse_capabilities(body: bytes) -> WMSCapabilities:
+    """Parse a (screened) WMS capabilities document; blocking, run it in the executor."""
+    root = ElementTree.fromstring(body, forbid_dtd=False)
+    tag = _local(root.tag)
+    if tag not in ("WMT_MS_Capabilities", "WMS_Capabilities"):
+        raise SourceBadResponse(
+            f"the document is not WMS capabilities (root element <{tag}>)",
+            hint="check that the URL is the GetCapabilities URL of a WMS",
+        )
+    raw = root.get("version", "")
+    version = next((v for v in VERSIONS if raw.startswith(v[:3])), raw)
+    max_width, max_height = _service_limits(root)
+    if version not in VERSIONS:
+        return WMSCapabilities(raw, None, (), (), None, max_width, max_height)
+    wms = WebMapService("", version=version, xml=body)  # xml given: OWSLib fetches nothing
+    try:
+        getmap = wms.getOperationByName("GetMap")
+    except KeyError:
+        formats: tuple[str, ...] = ()
+        url = None
+    else:
+        formats = tuple(f.strip() for f in getmap.formatOptions if f)
+        url = next((m["url"] for m in getmap.methods if m["type"].lower() == "get"), None)
+    layers = tuple(_layer(cm) for cm in wms.contents.values() if cm.name)
+    title = wms.identification.title
+    return WMSCapabilities(version, title, layers, formats, url, max_width, max_height)
+
+
+def _layer(cm: Any) -> WMSLayer:
+    styles = tuple(WMSStyle(n, s.get("title") or n) for n, s in cm.styles.items())
+    boxes = getattr(cm, "crs_list", None)  # 1.3.0: every BoundingBox, x,y ordered
+    if boxes is None:  # 1.1.1: OWSLib keeps the first BoundingBox only
+        boxes = [cm.boundingBox] if cm.boundingBox and cm.boundingBox[4] else []
+    wgs84 = cm.boundingBoxWGS84
+    return WMSLayer(
+        name=cm.name,
+        title=cm.title,
+        styles=styles,
+        crs=tuple(sorted(set(cm.crsOptions))),
+        bounding_boxes=tuple((str(b[4]), BBox(*map(float, b[:4]))) for b in boxes),
+        wgs84_bounds=BBox(*map(float, wgs84[:4])) if wgs84 else None,
+    )
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _service_limits(root: Any) -> tuple[int | None, int | None]:
+    """MaxWidth/MaxHeight of <Service> (OWSLib does not read them)."""
+    limits: dict[str, int] = {}
+    for service in (el for el in root if _local(el.tag) == "Service"):
+        for el in service:
+            name = _local(el.tag)
+            if name in ("MaxWidth", "MaxHeight") and (el.text or "").strip().isdigit():
+                limits[name] = int(el.text.strip())
+    return limits.get("MaxWidth") or None, limits.get("MaxHeight") or None
+
+
+@cache
+def rasterio_crs(code: str) -> CRS | None:
+    """The rasterio CRS a WMS CRS code names; ``None`` for AUTO codes and unknown ones."""
+    upper = code.strip().upper()
+    if upper in MERCATOR_CODES:
+        return CRS.from_epsg(3857)
+    if upper in ("CRS:84", "OGC:CRS84"):
+        return CRS.from_user_input("OGC:CRS84")
+    if upper.startswith("AUTO"):
+        return None
+    try:
+        return CRS.from_user_input(code.strip())
+    except RasterioCRSError:
+        return None
+
+
+@cache
+def northing_first(code: str) -> bool:
+    """True when the CRS's first axis is northing or latitude (EPSG:4326, EPSG:31467...)."""
+    upper = code.strip().upper()
+    if upper in MERCATOR_CODES or upper in ("CRS:84", "OGC:CRS84"):
+        return False
+    try:
+        axes = pyproj.CRS.from_user_input(code.strip()).axis_info
+    except CRSError:
+        return False
+    # Polar CRSs have both axes "south"/"north": require a north-east pair.
+    return (
+        len(axes) >= 2
+        and axes[0].direction.lower() in ("north", "south")
+        and axes[1].direction.lower() in ("east", "west")
+    )
+
+
+def bbox_param(bbox: BBox, code: str, version: str) -> str:
+    """The GetMap BBOX value: x,y order, except lat/lon-ordered CRSs in 1.3.0."""
+    values: Sequence[float] = bbox
+    if version == "1.3.0" and northing_first(code):
+        values = (bbox.bottom, bbox.left, bbox.top, bbox.right)
+    return ",".join(repr(float(v)) for v in values)
+
+
+def split_url(url: str) -> tuple[str, dict[str, str], str | None]:
+    """The URL without its query, the user's own params (MAP=...), and any VERSION given."""
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = {k: v for k, v in pairs if k.lower() not in OGC_KEYS}
+    version = next((v for k, v in pairs if k.lower() == "version" and v), None)
+    return base, query, version
+
+
+async def read_capabilities(
+    config: WMSConfig, connection: ServerConnection
+) -> tuple[WMSCapabilities, str]:
+    """The parsed capabilities of the config's URL (cached), and the GetMap URL to use."""
+    base, query, url_version = split_url(config.url)
+    params = {
+        **query,
+        "SERVICE": "WMS",
+        "REQUEST": "GetCapabilities",
+        "VERSION": config.version or url_version or DEFAULT_VERSION,
+    }
+    caps = await cached_capabilities(connection, base, params, parse_capabilities)
+    return caps, getmap_url(config.url, caps.getmap_url)
+
+
+def getmap_url(capabilities_url: str, online_resource: str | None) -> str:
+    """The GetMap endpoint: the OnlineResource, with the user's own params it lacks.
+
+    Without a usable OnlineResource the capabilities URL is used, as GDAL and QGIS do.
+    """
+    base, query, _ = split_url(capabilities_url)
+    if online_resource and online_resource.strip():
+        resolved = urljoin(capabilities_url, online_resource.strip())
+        if urlsplit(resolved).scheme in ("http", "https"):
+            base, own, _ = split_url(resolved)
+            names = {k.lower() for k in own}
+            query = {**{k: v for k, v in query.items() if k.lower() not in names}, **own}
+    return urlunsplit((*urlsplit(base)[:3], _encode(query), ""))
+
+
+def _encode(query: Mapping[str, str]) -> str:
+    return urlencode(list(query.items()), safe="/:,")
+
+
+def select_layers(config: WMSConfig, caps: WMSCapabilities) -> list[WMSLayer]:
+    """The configured layers (all must exist), or the first named layer."""
+    if not caps.layers:
+        raise Unsupported("the WMS declares no named layer", hint="check the capabilities URL")
+    if not config.layers:
+        return [caps.layers[0]]
+    unknown = [name for name in config.layers if caps.layer(name) is None]
+    if unknown:
+        raise InvalidInput(
+            f"unknown WMS layer(s) {', '.join(unknown)}; the server has: "
+            + _listing([layer.name for layer in caps.layers]),
+            hint="pick layer names from the capabilities",
+        )
+    return [layer for name in config.layers if (layer := caps.layer(name)) is not None]
+
+
+def select_styles(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[str]:
+    """One style per layer; empty means the server's default style."""
+    if len(config.styles) > len(layers):
+        raise InvalidInput(f"{len(config.styles)} styles for {len(layers)} layer(s)")
+    styles = [*config.styles, *[""] * (len(layers) - len(config.styles))]
+    for layer, style in zip(layers, styles, strict=True):
+        names = [s.name for s in layer.styles]
+        if style and names and style not in names:
+            raise InvalidInput(
+                f"layer {layer.name} has no style {style!r}; it has: {_listing(names)}"
+            )
+    return styles
+
+
+def select_format(config: WMSConfig, caps: WMSCapabilities) -> str:
+    """The configured format, else PNG, else JPEG, else the first decodable image format."""
+    offered = caps.formats
+    if config.format:
+        if offered and config.format.lower() not in (f.lower() for f in offered):
+            raise InvalidInput(
+                f"the WMS does not offer format {config.format!r}; it offers: "
+                + _listing(list(offered))
+            )
+        return config.format
+    if not offered:
+        return "image/png"
+    for exact in ("image/png", "image/jpeg"):
+        if exact in offered:
+            return exact
+    images = [f for f in offered if f.lower().startswith("image/") and _decodable(f)]
+    images.sort(key=lambda f: 0 if "png" in f.lower() else 1 if "jp" in f.lower() else 2)
+    if not images:
+        raise Unsupported(f"the WMS offers no image format we can decode: {_listing(offered)}")
+    return images[0]
+
+
+def _decodable(fmt: str) -> bool:
+    return any(kind in fmt.lower() for kind in DECODABLE)
+
+
+def select_crs(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[tuple[CRS, str]]:
+    """(rasterio CRS, server code) pairs, preferred first: EPSG:3857, EPSG:4326, others."""
+    offered = [c for c in layers[0].crs if all(c in layer.crs for layer in layers[1:])]
+    if config.crs:
+        crs = rasterio_crs(config.crs)
+        if crs is None:
+            raise InvalidInput(f"unknown CRS {config.crs!r}")
+        if not offered:
+            return [(crs, config.crs)]
+        match = next((c for c in offered if rasterio_crs(c) == crs), None)
+        if match is None:
+            raise InvalidInput(
+                f"the layer does not offer CRS {config.crs}; it offers: {_listing(offered)}"
+            )
+        return [(crs, match)]
+    pairs: list[tuple[CRS, str]] = []
+    for code in sorted(offered, key=_crs_rank):
+        crs = rasterio_crs(code)
+        if crs is not None and all(crs != known for known, _ in pairs):
+            pairs.append((crs, code))
+    if not pairs:
+        raise Unsupported(
+            f"none of the layer's CRSs can be used: {_listing(offered) or '(none)'}",
+            hint="set crs in the server config to one the server renders",
+        )
+    return pairs
+
+
+def _crs_rank(code: str) -> tuple[int, str]:
+    upper = code.upper()
+    if upper == "EPSG:3857":
+        return 0, upper
+    if upper in MERCATOR_CODES:
+        return 1, upper
+    return {"EPSG:4326": 2, "CRS:84": 3}.get(upper, 4), upper
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:LISTED])
+    return shown + (f" (and {len(names) - LISTED} more)" if len(names) > LISTED else "")
+
+
+@attrs.frozen
+class GetMapSettings:
+    """Everything fixed about this source's GetMap requests."""
+
+    url: str
+    version: str
+    layers: tuple[str, ...]
+    styles: tuple[str, ...]
+    format: str
+    crs_codes: tuple[tuple[CRS, str], ...]
+    max_size: tuple[int, int]
+
+
+class WMSSource:
+    """A :class:`streaming.sources.BBoxSource` rendered by WMS GetMap requests."""
+
+    def __init__(self, connection: ServerConnection, settings: GetMapSettings) -> None:
+        self.connection = connection
+        self.settings = settings
+
+    @property
+    def crs_list(self) -> list[CRS]:
+        """CRSs the layers are offered in, preferred first."""
+        return [crs for crs, _ in self.settings.crs_codes]
+
+    @property
+    def max_size(self) -> tuple[int, int]:
+        """MaxWidth/MaxHeight of the server (at most 4096)."""
+        return self.settings.max_size
+
+    def code_for(self, crs: CRS) -> str:
+        """The server's name for ``crs``."""
+        for known, code in self.settings.crs_codes:
+            if known == crs:
+                return code
+        raise InvalidRead(f"the WMS source does not render in {crs}")
+
+    def getmap_params(self, bbox: BBox, crs: CRS, width: int, height: int) -> dict[str, str]:
+        """The GetMap query of one request."""
+        s = self.settings
+        code = self.code_for(crs)
+        params = {
+            "SERVICE": "WMS",
+            "VERSION": s.version,
+            "REQUEST": "GetMap",
+            "LAYERS": ",".join(s.layers),
+            "STYLES": ",".join(s.styles),
+            "SRS" if s.version == "1.1.1" else "CRS": code,
+            "BBOX": bbox_param(bbox, code, s.version),
+            "WIDTH": str(width),
+            "HEIGHT": str(height),
+            "FORMAT": s.format,
+            "EXCEPTIONS": EXCEPTIONS_FORMAT[s.version],
+        }
+        if "png" in s.format.lower():
+            params["TRANSPARENT"] = "TRUE"
+        return params
+
+    async def fetch_bbox(self, bbox: BBox, crs: CRS, width: int, height: int) -> FetchedImage:
+        """Render ``bbox`` with one GetMap; a ServiceException raises, even with HTTP 200."""
+        params = self.getmap_params(bbox, crs, width, height)
+        image = await self.connection.get_image(self.settings.url, params)
+        if image is None:
+            raise SourceBadResponse(
+                "the WMS answered GetMap with no image",
+                hint="check the layer, style and format in the server config",
+            )
+        return image
+
+
+async def open_wms(config: WMSConfig, ctx: UpstreamContext) -> WMSSource:
+    """Read the capabilities, check the config against them and build the source."""
+    connection = ServerConnection(config, ctx)
+    caps, url = await read_capabilities(config, connection)
+    if caps.version not in VERSIONS:
+        raise Unsupported(
+            f"WMS version {caps.version or '(none)'} is not supported",
+            hint="versions 1.1.1 and 1.3.0 are; set version in the config to ask for one",
+        )
+    layers = select_layers(config, caps)
+    settings = GetMapSettings(
+        url=url,
+        version=caps.version,
+        layers=tuple(layer.name for layer in layers),
+        styles=tuple(select_styles(config, layers)),
+        format=select_format(config, caps),
+        crs_codes=tuple(select_crs(config, layers)),
+        max_size=(
+            min(caps.max_width or DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE),
+            min(caps.max_height or DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE),
+        ),
+    )
+    return WMSSource(connection, settings)
+
+
+async def describe_wms(config: WMSConfig, ctx: UpstreamContext) -> dict[str, Any]:
+    """A JSON-ready summary of the server's capabilities, for the API to show."""
+    caps, _ = await read_capabilities(config, ServerConnection(config, ctx))
+    return summarize(caps)
+
+
+def summarize(caps: WMSCapabilities) -> dict[str, Any]:
+    """Layers with styles, CRSs and bounds; formats; MaxWidth/MaxHeight; version."""
+    return {
+        "version": caps.version,
+        "title": caps.title,
+        "formats": list(caps.formats),
+        "max_width": caps.max_width,
+        "max_height": caps.max_height,
+        "layers": [
+            {
+                "name": layer.name,
+                "title": layer.title,
+                "styles": [{"name": s.name, "title": s.title} for s in layer.styles],
+                "crs": list(layer.crs),
+                "wgs84_bounds": list(layer.wgs84_bounds) if layer.wgs84_bounds else None,
+                "bounding_boxes": [
+                    {"crs": code, "bbox": list(bbox)} for code, bbox in layer.bounding_boxes
+                ],
+            }
+            for layer in caps.layers
+        ],
+    }
