@@ -13,21 +13,13 @@ ProxyError
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from streaming import errors as se
 
 
-class ProxyError(Exception):
+class ProxyError(se.CodedError):
     """Root of the service's own errors."""
-
-    code: ClassVar[str] = "error"
-
-    def __init__(self, message: str, *, hint: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.extra = extra
 
 
 class BadRequest(ProxyError):
@@ -108,11 +100,10 @@ def status_for(exc: BaseException) -> int:
 
 def error_body(exc: BaseException) -> dict[str, Any]:
     """The SPEC §7 error body: ``{"error": {"code", "message", "hint"}}``."""
-    if isinstance(exc, ProxyError | se.StreamingError):
+    if isinstance(exc, se.CodedError):
         error: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.hint:
             error["hint"] = exc.hint
-        if isinstance(exc, ProxyError):
-            error.update(exc.extra)
+        error.update(exc.extra)
         return {"error": error}
     return {"error": {"code": "internal", "message": "internal server error"}}

@@ -40,9 +40,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_for(exc)
         if status == 500:
             log.exception("unhandled error on %s %s", request.method, request.path)
-        body = error_body(exc)
-        body.update(getattr(exc, "context", None) or {})
-        return json_response(body, status)
+        return json_response(error_body(exc), status)
 
 
 @web.middleware

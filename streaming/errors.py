@@ -19,18 +19,29 @@ Each class carries a stable ``code``; HTTP statuses live in the web layer only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
-class StreamingError(Exception):
-    """Root of every streaming error."""
+class CodedError(Exception):
+    """An error with a stable ``code``, a message and an optional hint (SPEC §7's body).
 
-    code: ClassVar[str] = "streaming_error"
+    ``extra`` holds more JSON-ready context for the error body (e.g. a suggested zoom).
+    The service's own errors derive from it too, so one function renders them all.
+    """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.extra = extra
+
+
+class StreamingError(CodedError):
+    """Root of every streaming error."""
+
+    code = "streaming_error"
 
 
 class InvalidRead(StreamingError):

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from proxy.errors import NoData, ProxyError, ResolutionNotSupported
+from proxy.errors import NoData, ResolutionNotSupported
 from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.schemas import ENCODED_PLACEHOLDER, ServerConfig
 from proxy.upstream.base import UpstreamContext
@@ -49,7 +49,7 @@ class ProbeResult:
     png: bytes | None = None
     findings: list[Finding] = attrs.field(factory=list)
     requests: list[RequestRecord] = attrs.field(factory=list)
-    error: Exception | None = None
+    error: se.CodedError | None = None
 
     def report(self) -> dict[str, Any]:
         """Findings and diagnostics as JSON-ready data."""
@@ -109,7 +109,7 @@ async def test_connection(
         result.zoom = read.zoom
         await _check_data(source, read, result, ctx)
         result.png = await ctx.run(encode_png, read.rgba)
-    except (se.StreamingError, ProxyError) as exc:
+    except se.CodedError as exc:
         result.error = exc
         result.findings.append(finding_for(exc))
     finally:
@@ -204,12 +204,10 @@ HINTS: dict[type[Exception], str] = {
 }
 
 
-def finding_for(exc: Exception) -> Finding:
-    """The finding for a failed test connection."""
-    code = getattr(exc, "code", "error")
-    hint = getattr(exc, "hint", None)
+def finding_for(exc: se.CodedError) -> Finding:
+    """The finding for a failed test connection: the error's own hint, else the type's."""
+    hint = exc.hint
     for cls in type(exc).__mro__:
-        if cls in HINTS:
-            hint = hint or HINTS[cls]
-            break
-    return Finding(code, "error", getattr(exc, "message", str(exc)), hint)
+        if hint is None and cls in HINTS:
+            hint = HINTS[cls]
+    return Finding(exc.code, "error", exc.message, hint)
