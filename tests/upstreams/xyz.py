@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from aiohttp import web
 
 from proxy.upstream.xyz import quadkey
+from streaming.encode import encode_png
 from streaming.grid import web_mercator_tms
 from streaming.types import TileIndex
 from tests.upstreams.render import MEDIA, GroundTruthRenderer
@@ -19,8 +21,19 @@ def tile_from_quadkey(key: str) -> TileIndex:
     return TileIndex(x, y, len(key))
 
 
+def beyond_max_zoom(kind: str, blank: bytes) -> web.Response:
+    """What a server answers for a tile past its deepest zoom."""
+    if kind == "404":
+        raise web.HTTPNotFound(text="no tile")
+    return web.Response(body=blank if kind == "blank" else b"", content_type="image/png")
+
+
 def xyz_app(
-    renderer: GroundTruthRenderer, *, max_zoom: int = 16, tile_size: int = 256
+    renderer: GroundTruthRenderer,
+    *,
+    max_zoom: int = 16,
+    tile_size: int = 256,
+    past_max_zoom: str = "404",
 ) -> web.Application:
     """Routes:
 
@@ -30,15 +43,18 @@ def xyz_app(
     - ``/html/{z}/{x}/{y}``: an HTML page where a tile should be
     - ``/auth/{z}/{x}/{y}.png``: needs header ``X-Api-Key: sesame`` (401 otherwise)
 
-    Past ``max_zoom`` every tile is a 404. ``app[HITS]`` counts requests per path kind.
+    Past ``max_zoom`` every tile is, by ``past_max_zoom``: a ``"404"``, an ``"empty"`` 200
+    answer, or a ``"blank"`` uniform grey PNG ("no imagery here" tiles of real servers).
+    ``app[HITS]`` counts requests per path kind.
     """
+    blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
     tms = web_mercator_tms(tile_size)
     app = web.Application()
     app[HITS] = []
 
     def respond(tile: TileIndex, ext: str = "png") -> web.Response:
         if tile.z > max_zoom:
-            raise web.HTTPNotFound(text="no tile")
+            return beyond_max_zoom(past_max_zoom, blank)
         data = renderer.tile(tms, tile.x, tile.y, tile.z, tile_size, ext)
         if data is None:
             raise web.HTTPNotFound(text="no tile")
