@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from streaming import grid
+from streaming import grid, mosaic
 from streaming.decode import decode_rgba
 from streaming.reader import SourceReader, preview_grid
 from streaming.sources import FetchedImage
@@ -95,10 +95,13 @@ async def main(repeat: int) -> None:
 
     results["decode_png_tile_256"] = median_ms(await timed(lambda: decode(one_png), repeat * 5))
     results["decode_jpeg_tile_256"] = median_ms(await timed(lambda: decode(one_jpeg), repeat * 5))
-    for name, source in (("png", png), ("jpeg", jpeg)):
-        reader = SourceReader(source, executor)
-        samples = await timed(lambda r=reader: r.read(out), repeat)  # type: ignore[misc]
-        results[f"preview_512_{name}_z14"] = median_ms(samples)
+    for threads in (1, mosaic.WARP_THREADS):  # before/after of the threaded warp
+        default, mosaic.WARP_THREADS = mosaic.WARP_THREADS, threads
+        for name, source in (("png", png), ("jpeg", jpeg)):
+            reader = SourceReader(source, executor)
+            samples = await timed(lambda r=reader: r.read(out), repeat)  # type: ignore[misc]
+            results[f"preview_512_{name}_z14_warp_threads_{threads}"] = median_ms(samples)
+        mosaic.WARP_THREADS = default
     reader = SourceReader(png, executor)
     burst = asyncio.gather(*(reader.read(out) for _ in range(8)))
     start = time.perf_counter()
