@@ -19,12 +19,6 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything configurable, with defaults that run with no config at all."""
@@ -47,7 +41,6 @@ class Settings:
     preview_size: int = attrs.field(default=512, converter=int)
     capabilities_ttl: float = attrs.field(default=300.0, converter=float)
     log_level: str = "INFO"
-    debug_asyncio: bool = attrs.field(default=False, converter=_bool)
 
     @property
     def catalog_path(self) -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
-
-ImageFormat = Literal["png", "jpeg", "tiff", "npy"]
+from typing import NamedTuple
 
 
 class BBox(NamedTuple):
