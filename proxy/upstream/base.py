@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 from aiolimiter import AsyncLimiter
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
@@ -30,6 +30,26 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\
 EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
 
 
+class ServerLimits:
+    """A server's concurrency cap and request rate, shared by every source of that server."""
+
+    def __init__(self, max_concurrency: int, rate_limit: float | None) -> None:
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.rate = AsyncLimiter(rate_limit, 1.0) if rate_limit else None
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        if self.rate is not None:
+            try:
+                await self.rate.acquire()
+            except BaseException:
+                self.semaphore.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
 @attrs.define
 class UpstreamContext:
     """Shared resources adapters use: the HTTP client, the executor, small caches."""
@@ -39,9 +59,23 @@ class UpstreamContext:
     max_image_pixels: int
     capabilities_ttl: float = 300.0
     capabilities: TTLCache[str, Any] = attrs.field(init=False)
+    limits: LRUCache[tuple[str, int, float | None], ServerLimits] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.capabilities = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+        self.limits = LRUCache(maxsize=1024)
+
+    def limits_for(self, config: ServerBase) -> ServerLimits:
+        """The limits of ``config``'s server, shared by all its sources.
+
+        One per URL and limit settings, so every read and test of a server counts
+        against the same cap (SPEC §8).
+        """
+        key = (config.url, config.max_concurrency, config.rate_limit)
+        limits = self.limits.get(key)
+        if limits is None:
+            limits = self.limits[key] = ServerLimits(config.max_concurrency, config.rate_limit)
+        return limits
 
     async def run(self, func: Any, *args: Any) -> Any:
         """Run blocking ``func(*args)`` in the executor, off the event loop."""
@@ -55,8 +89,7 @@ class ServerConnection:
         self.config = config
         self.ctx = ctx
         self.secrets = tuple(config.secrets())
-        self.semaphore = asyncio.Semaphore(config.max_concurrency)
-        self.rate = AsyncLimiter(config.rate_limit, 1.0) if config.rate_limit else None
+        self.limits = ctx.limits_for(config)
 
     async def get(
         self,
@@ -68,9 +101,7 @@ class ServerConnection:
         data: Mapping[str, str] | None = None,
     ) -> UpstreamResponse:
         """Request ``url`` with the server's headers and params, within its limits."""
-        async with self.semaphore:
-            if self.rate is not None:
-                await self.rate.acquire()
+        async with self.limits:
             return await self.ctx.client.request(
                 method,
                 url,

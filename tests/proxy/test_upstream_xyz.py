@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import numpy as np
 import pytest
+from aiohttp import web
 
 from proxy.schemas import parse_config
 from proxy.upstream.xyz import XYZSource, quadkey, tile_url
+from streaming.encode import encode_png
 from streaming.errors import SourceAuthError, SourceWrongContentType
 from streaming.grid import web_mercator_tms
 from streaming.reader import SourceReader, preview_grid
@@ -96,3 +102,42 @@ async def test_missing_tile_is_none(serve, renderer, upstream_ctx):
     base = await serve(xyz_app(renderer))
     source = XYZSource(xyz(base + "/a/tiles/{z}/{x}/{y}.png"), upstream_ctx)
     assert await source.fetch_tile(TileIndex(0, 0, 3)) is None
+
+
+def slow_app(delay: float) -> tuple[web.Application, dict[str, int]]:
+    """Answers a small PNG after ``delay`` s and records the most requests in flight."""
+    stats = {"inflight": 0, "max": 0, "count": 0}
+    tile = encode_png(np.full((4, 256, 256), 90, dtype=np.uint8))
+
+    async def handle(request: web.Request) -> web.Response:
+        stats["inflight"] += 1
+        stats["count"] += 1
+        stats["max"] = max(stats["max"], stats["inflight"])
+        await asyncio.sleep(delay)
+        stats["inflight"] -= 1
+        return web.Response(body=tile, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{z}/{x}/{y}.png", handle)
+    return app, stats
+
+
+async def test_max_concurrency_is_shared_by_every_source_of_a_server(serve, upstream_ctx):
+    app, stats = slow_app(0.05)
+    base = await serve(app)
+    config = xyz(base + "/{z}/{x}/{y}.png", max_concurrency=2)
+    sources = [XYZSource(config, upstream_ctx) for _ in range(3)]
+    tiles = [TileIndex(x, 0, 4) for x in range(12)]
+    await asyncio.gather(*(sources[i % 3].fetch_tile(t) for i, t in enumerate(tiles)))
+    assert stats["count"] == 12 and stats["max"] == 2
+
+
+async def test_rate_limit_spaces_requests(serve, upstream_ctx):
+    app, stats = slow_app(0)
+    base = await serve(app)
+    source = XYZSource(xyz(base + "/{z}/{x}/{y}.png", rate_limit=20), upstream_ctx)
+    started = time.perf_counter()
+    await asyncio.gather(*(source.fetch_tile(TileIndex(x, 0, 5)) for x in range(30)))
+    # 20 at once (the bucket), then 10 more at 20/s: about half a second
+    assert time.perf_counter() - started >= 0.4
+    assert stats["count"] == 30
