@@ -108,6 +108,7 @@ async def test_connection(
         read = await reader.read(preview_grid(lat, lon, result.resolution, size))
         result.zoom = read.zoom
         await _check_data(source, read, result, ctx)
+        result.findings.extend(_upsampling(source, result))
         result.png = await ctx.run(encode_png, read.rgba)
     except se.CodedError as exc:
         result.error = exc
@@ -145,6 +146,24 @@ async def _check_data(
         "the upstream returned no data (missing, empty or blank images) at this place",
         hint="check the location (lat/lon) and that the layer covers it",
     )
+
+
+def _upsampling(source: object, result: ProbeResult) -> list[Finding]:
+    """A warning when the asked resolution is finer than the finest the source serves."""
+    if not isinstance(source, TileSource) or result.resolution is None:
+        return []
+    finest = matrix_ground_resolution(source, source.max_zoom, result.lat)
+    if result.resolution >= finest * 0.99:
+        return []
+    return [
+        Finding(
+            "finer_than_source",
+            "warning",
+            f"{result.resolution:g} m/px is finer than the source's finest zoom "
+            f"({source.max_zoom}, {finest:.2f} m/px here): the preview is upsampled",
+            f"import at {finest:.2f} m/px or coarser; finer pixels add no detail",
+        )
+    ]
 
 
 async def deepest_zoom_with_data(

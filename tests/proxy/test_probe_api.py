@@ -184,3 +184,13 @@ async def test_bad_place_and_size(api):
         assert (await resp.json())["error"]["code"] == "invalid_input"
     resp = await api.post("/servers/test", json={"server": server})
     assert resp.status == 422
+
+
+async def test_resolution_finer_than_the_finest_zoom_is_a_warning(api, serve, renderer):
+    base = await serve(xyz_app(renderer))
+    resp = await probe(api, xyz(base + "/a/tiles/{z}/{x}/{y}.png", max_zoom=13), resolution=5.0)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["zoom"] == 13
+    (finding,) = body["findings"]
+    assert finding["code"] == "finer_than_source" and "13.15 m/px" in finding["hint"]
