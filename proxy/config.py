@@ -33,6 +33,8 @@ class Settings:
     executor_workers: int = attrs.field(default=4, converter=int)
     upstream_timeout: float = attrs.field(default=30.0, converter=float)
     upstream_connect_timeout: float = attrs.field(default=10.0, converter=float)
+    upstream_retries: int = attrs.field(default=2, converter=int)
+    upstream_backoff: float = attrs.field(default=0.25, converter=float)
     upstream_max_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
     upstream_connections: int = attrs.field(default=100, converter=int)
     max_image_pixels: int = attrs.field(default=8192 * 8192, converter=int)

@@ -15,6 +15,7 @@ from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import SQLiteCatalog
 from proxy.config import Settings
 from proxy.net.client import UpstreamClient
+from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
 from proxy.upstream.base import UpstreamContext
 from streaming.reader import ReadLimits
@@ -57,6 +58,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         connect_timeout=settings.upstream_connect_timeout,
         max_bytes=settings.upstream_max_bytes,
         connections=settings.upstream_connections,
+        retry=RetryPolicy(retries=settings.upstream_retries, backoff=settings.upstream_backoff),
     )
     upstream = UpstreamContext(
         client=client,

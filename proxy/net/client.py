@@ -19,6 +19,7 @@ from yarl import URL
 
 from proxy.errors import BlockedAddress
 from proxy.net.redact import redact_text, redact_url
+from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy, GuardedResolver
 from streaming.errors import (
     SourceBadResponse,
@@ -75,8 +76,10 @@ class UpstreamClient:
         connect_timeout: float,
         max_bytes: int,
         connections: int = 100,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.policy = policy
+        self.retry = retry or RetryPolicy()
         self.max_bytes = max_bytes
         connector = aiohttp.TCPConnector(
             limit=connections, resolver=GuardedResolver(policy), ttl_dns_cache=60
@@ -103,16 +106,40 @@ class UpstreamClient:
         verify_ssl: bool = True,
         secrets: Iterable[str] = (),
     ) -> UpstreamResponse:
-        """Send a request, following redirects by hand so each hop is checked and logged."""
+        """Send a request, with retries; each try and each redirect hop is checked and logged."""
         secrets = tuple(secrets)
         target = URL(url, encoded=True)
         if params:
             target = target.update_query(params)
+        attempt = 0
+        while True:
+            try:
+                hop = await self._follow(method, target, data, headers, verify_ssl, secrets)
+            except SourceError as exc:
+                if not self.retry.should_retry_error(method, exc.__cause__ or exc, attempt):
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))
+            else:
+                if not self.retry.should_retry_status(method, hop.status, attempt):
+                    return hop.result
+                await asyncio.sleep(self.retry.delay(attempt, hop.headers.get("Retry-After")))
+            attempt += 1
+
+    async def _follow(
+        self,
+        method: str,
+        target: URL,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        verify_ssl: bool,
+        secrets: tuple[str, ...],
+    ) -> _Hop:
+        """One try: send, following redirects by hand so each hop passes the address check."""
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._send(method, target, data, headers, verify_ssl, secrets)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:
-                return response.result
+                return response
             target = target.join(URL(location, encoded=True))
             if response.status == 303:
                 method, data = "GET", None
@@ -160,7 +187,9 @@ class UpstreamClient:
         """Read the body, refusing one past ``max_bytes`` (checked as it streams)."""
         declared = resp.content_length
         if declared is not None and declared > self.max_bytes:
-            raise SourceBadResponse(f"upstream body of {declared} bytes is past the limit")
+            raise SourceBadResponse(
+                f"upstream body of {declared} bytes is past the limit of {self.max_bytes} bytes"
+            )
         chunks, size = [], 0
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
