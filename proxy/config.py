@@ -35,6 +35,8 @@ class Settings:
     upstream_connect_timeout: float = attrs.field(default=10.0, converter=float)
     upstream_retries: int = attrs.field(default=2, converter=int)
     upstream_backoff: float = attrs.field(default=0.25, converter=float)
+    breaker_threshold: int = attrs.field(default=5, converter=int)
+    breaker_cooldown: float = attrs.field(default=30.0, converter=float)
     upstream_max_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
     upstream_connections: int = attrs.field(default=100, converter=int)
     max_image_pixels: int = attrs.field(default=8192 * 8192, converter=int)

@@ -65,6 +65,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         executor=executor,
         max_image_pixels=settings.max_image_pixels,
         capabilities_ttl=settings.capabilities_ttl,
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown=settings.breaker_cooldown,
     )
     try:
         yield Services(settings, catalog, upstream, executor, load_api_keys(settings))

@@ -9,18 +9,19 @@ from concurrent.futures import Executor
 from typing import Any
 
 import attrs
-from aiolimiter import AsyncLimiter
 from cachetools import LRUCache, TTLCache
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from proxy.net.client import UpstreamClient, UpstreamResponse
+from proxy.net.limits import CircuitBreaker, ServerLimits
 from proxy.net.redact import redact_text
 from proxy.schemas import ServerBase
 from streaming.errors import (
     SourceAuthError,
     SourceBadResponse,
     SourceServiceException,
+    SourceTimeout,
     SourceUnavailable,
     SourceWrongContentType,
 )
@@ -28,26 +29,6 @@ from streaming.sources import FetchedImage
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
 EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
-
-
-class ServerLimits:
-    """A server's concurrency cap and request rate, shared by every source of that server."""
-
-    def __init__(self, max_concurrency: int, rate_limit: float | None) -> None:
-        self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.rate = AsyncLimiter(rate_limit, 1.0) if rate_limit else None
-
-    async def __aenter__(self) -> None:
-        await self.semaphore.acquire()
-        if self.rate is not None:
-            try:
-                await self.rate.acquire()
-            except BaseException:
-                self.semaphore.release()
-                raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.semaphore.release()
 
 
 @attrs.define
@@ -58,6 +39,8 @@ class UpstreamContext:
     executor: Executor | None
     max_image_pixels: int
     capabilities_ttl: float = 300.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
     capabilities: TTLCache[str, Any] = attrs.field(init=False)
     limits: LRUCache[tuple[str, int, float | None], ServerLimits] = attrs.field(init=False)
 
@@ -74,7 +57,9 @@ class UpstreamContext:
         key = (config.url, config.max_concurrency, config.rate_limit)
         limits = self.limits.get(key)
         if limits is None:
-            limits = self.limits[key] = ServerLimits(config.max_concurrency, config.rate_limit)
+            breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
+            limits = ServerLimits(config.max_concurrency, config.rate_limit, breaker)
+            self.limits[key] = limits
         return limits
 
     async def run(self, func: Any, *args: Any) -> Any:
@@ -102,15 +87,21 @@ class ServerConnection:
     ) -> UpstreamResponse:
         """Request ``url`` with the server's headers and params, within its limits."""
         async with self.limits:
-            return await self.ctx.client.request(
-                method,
-                url,
-                params={**self.config.params, **(params or {})},
-                data=data,
-                headers={**self.config.headers, **(headers or {})},
-                verify_ssl=not self.config.skip_ssl,
-                secrets=self.secrets,
-            )
+            try:
+                resp = await self.ctx.client.request(
+                    method,
+                    url,
+                    params={**self.config.params, **(params or {})},
+                    data=data,
+                    headers={**self.config.headers, **(headers or {})},
+                    verify_ssl=not self.config.skip_ssl,
+                    secrets=self.secrets,
+                )
+            except (SourceUnavailable, SourceTimeout):
+                self.limits.breaker.record(ok=False)
+                raise
+            self.limits.breaker.record(ok=resp.status < 500)
+            return resp
 
     async def get_image(
         self,
