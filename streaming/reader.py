@@ -10,6 +10,7 @@ from functools import partial
 from typing import TypeVar
 
 import attrs
+import numpy as np
 from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.transform import from_bounds, from_origin
@@ -91,6 +92,8 @@ class SourceReader:
             res = min(bbox.width / output.width, bbox.height / output.height)
             zoom = grid.zoom_for_resolution(tms, res, source.min_zoom, source.max_zoom)
         tiles = list(grid.tiles_for_bbox(tms, bbox, zoom))
+        if not tiles:  # the read lies outside the tile matrix: nothing to fetch
+            return _empty(output, zoom)
         self._check_requests(len(tiles))
         fetched = await self._gather([source.fetch_tile(t) for t in tiles])
         matrix = tms.matrix(zoom)
@@ -206,6 +209,11 @@ def _tile_piece(tms: object, tile: TileIndex, image: FetchedImage | None, canvas
     matrix = tms.matrix(tile.z)  # type: ignore[attr-defined]
     data = image.data if image is not None else None
     return Piece(data, col_off, row_off, matrix.tileWidth, matrix.tileHeight, f"tile {tile}")
+
+
+def _empty(output: Grid, zoom: int) -> ReadResult:
+    rgba = np.zeros((4, output.height, output.width), dtype=np.uint8)
+    return ReadResult(rgba, output, zoom, 0, 0, 0)
 
 
 def _result(composite: Composite, output: Grid, zoom: int | None, requests: int) -> ReadResult:

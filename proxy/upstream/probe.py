@@ -122,6 +122,11 @@ async def _check_data(
     source: object, read: ReadResult, result: ProbeResult, ctx: UpstreamContext
 ) -> None:
     """Raise when the preview holds no data, saying at which coarser zoom data exists."""
+    if read.requests == 0:
+        raise NoData(
+            "this place is outside the source's tile matrix set",
+            hint="choose a lat/lon inside the layer's bounds",
+        )
     if read.missing + read.blank < read.requests and read.rgba[3].any():
         if read.missing or read.blank:
             result.findings.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import morecantile
 import pytest
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
@@ -57,10 +58,7 @@ async def test_coarse_read_costs_coarse_tiles(renderer):
 
 
 async def test_tile_source_in_a_geographic_tms(renderer, ground_truth):
-    source = MemoryTiles(
-        renderer,
-        TileMatrixSet.model_validate(__import__("morecantile").tms.get("WGS1984Quad").model_dump()),
-    )
+    source = MemoryTiles(renderer, morecantile.tms.get("WGS1984Quad"))
     output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
     result = await SourceReader(source).read(output)
     assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=10)
@@ -94,3 +92,11 @@ def test_split_request_covers_every_pixel_once():
     parts = split_request(1000, 301, 256, 256)
     assert sum(w * h for _, _, w, h in parts) == 1000 * 301
     assert max(w for _, _, w, _ in parts) <= 256 and max(h for *_, h in parts) <= 256
+
+
+async def test_read_outside_the_tile_matrix_set_is_empty_without_requests(renderer):
+    source = MemoryTiles(renderer, morecantile.tms.get("NZTM2000Quad"), max_zoom=10)
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=64)
+    result = await SourceReader(source).read(output)
+    assert result.requests == 0 and source.fetched == []
+    assert not result.rgba.any()
