@@ -16,7 +16,7 @@ from proxy.app import create_app
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, error_body
 from proxy.schemas import parse_config, public_view, stored_dict
-from proxy.services import open_services
+from proxy.services import Services, open_services
 from proxy.upstream.probe import test_connection, url_findings
 
 
@@ -163,7 +163,7 @@ def cmd_servers_test(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-async def _load_server(services: Any, ref: str) -> tuple[dict[str, Any], list[Any]]:
+async def _load_server(services: Services, ref: str) -> tuple[dict[str, Any], list[Any]]:
     path = Path(ref)
     if path.suffix == ".json" and path.exists():
         raw = orjson.loads(path.read_bytes())

@@ -79,9 +79,11 @@ def _place(config: ServerConfig, body: dict[str, Any]) -> tuple[float, float]:
 
 
 def _response(request: web.Request, result: ProbeResult) -> web.Response:
-    if result.error is not None or result.png is None:
-        error = result.error or RuntimeError("no preview")
-        return json_response({**error_body(error), **result.report()}, status_for(error))
+    if result.error is not None:
+        return json_response(
+            {**error_body(result.error), **result.report()}, status_for(result.error)
+        )
+    assert result.png is not None  # a probe without an error always made a preview
     headers = {"X-Preview-Zoom": str(result.zoom), "X-Preview-Resolution": str(result.resolution)}
     if request.query.get("format") == "png" or request.headers.get("Accept") == "image/png":
         return web.Response(body=result.png, content_type="image/png", headers=headers)

@@ -59,6 +59,7 @@ class UpstreamResponse:
     content_type: str
     body: bytes
     url: str  # the final URL, after redirects; may hold secrets: redact before showing
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     def text(self, limit: int = 2000) -> str:
         """The body decoded as text, cut to ``limit`` characters."""
@@ -121,7 +122,7 @@ class UpstreamClient:
                 await asyncio.sleep(self.retry.delay(attempt))
             else:
                 if not self.retry.should_retry_status(method, hop.status, attempt):
-                    return hop.result
+                    return hop
                 await asyncio.sleep(self.retry.delay(attempt, hop.headers.get("Retry-After")))
             attempt += 1
 
@@ -133,7 +134,7 @@ class UpstreamClient:
         headers: Mapping[str, str] | None,
         verify_ssl: bool,
         secrets: tuple[str, ...],
-    ) -> _Hop:
+    ) -> UpstreamResponse:
         """One try: send, following redirects by hand so each hop passes the address check."""
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._send(method, target, data, headers, verify_ssl, secrets)
@@ -153,7 +154,7 @@ class UpstreamClient:
         headers: Mapping[str, str] | None,
         verify_ssl: bool,
         secrets: tuple[str, ...],
-    ) -> _Hop:
+    ) -> UpstreamResponse:
         shown = redact_url(str(url), secrets)
         if url.scheme not in ("http", "https") or not url.host:
             raise SourceBadResponse(f"not an http(s) URL: {shown}")
@@ -171,8 +172,9 @@ class UpstreamClient:
                 body = await self._read(resp)
                 content_type = resp.headers.get("Content-Type", "")
                 _log(method, shown, started, resp.status, len(body), content_type)
-                result = UpstreamResponse(resp.status, content_type, body, str(resp.url))
-                return _Hop(resp.status, dict(resp.headers), result)
+                return UpstreamResponse(
+                    resp.status, content_type, body, str(resp.url), dict(resp.headers)
+                )
         except BlockedAddress:
             _log(method, shown, started, error="blocked address")
             raise
@@ -199,13 +201,6 @@ class UpstreamClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-@attrs.frozen
-class _Hop:
-    status: int
-    headers: dict[str, str]
-    result: UpstreamResponse
 
 
 def _source_error(exc: Exception, shown: str, secrets: tuple[str, ...]) -> SourceError | None:

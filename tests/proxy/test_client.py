@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
@@ -68,6 +69,14 @@ def flaky_app() -> web.Application:
 
 
 @pytest.fixture
+def log() -> Iterator[list]:
+    records: list = []
+    token = REQUEST_LOG.set(records)
+    yield records
+    REQUEST_LOG.reset(token)
+
+
+@pytest.fixture
 async def client():
     c = UpstreamClient(
         policy=AddressPolicy(["127.0.0.0/8"]),
@@ -80,11 +89,9 @@ async def client():
     await c.close()
 
 
-async def test_5xx_is_retried_with_backoff(serve, client):
+async def test_5xx_is_retried_with_backoff(serve, client, log):
     app = flaky_app()
     base = await serve(app)
-    log: list = []
-    REQUEST_LOG.set(log)
     resp = await client.request("GET", base + "/flaky")
     assert resp.status == 200 and app[COUNTS]["flaky"] == 3
     assert [r.status for r in log] == [503, 503, 200]
@@ -127,10 +134,8 @@ async def test_refused_connection_fails_at_once(client):
     assert time.perf_counter() - started < 1
 
 
-async def test_redirects_are_followed_and_each_hop_checked(serve, client):
+async def test_redirects_are_followed_and_each_hop_checked(serve, client, log):
     base = await serve(flaky_app())
-    log: list = []
-    REQUEST_LOG.set(log)
     resp = await client.request("GET", f"{base}/redirect", params={"to": f"{base}/ok"})
     assert resp.status == 200 and resp.body == b"ok" and resp.url.endswith("/ok")
     assert [r.status for r in log] == [302, 200]
