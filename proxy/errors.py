@@ -87,6 +87,7 @@ STATUS: dict[type[Exception], int] = {
     se.SourceTimeout: 504,
     se.SourceUnavailable: 503,
     se.SourceNotFound: 404,
+    se.SourceUnsupported: 422,
 }
 
 

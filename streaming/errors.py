@@ -10,6 +10,7 @@ StreamingError
     ├── SourceTLSError     the TLS handshake failed
     ├── SourceAuthError    401/403, or ArcGIS 498/499 in a 200 body
     ├── SourceNotFound     404: no tile there
+    ├── SourceUnsupported  the upstream uses a feature we do not read (LERC, a tiling scheme)
     └── SourceBadResponse  undecodable or oversized image, unexpected document
         ├── SourceServiceException  an OGC ServiceException/ExceptionReport (often with HTTP 200)
         └── SourceWrongContentType  not an image where an image was expected
@@ -96,6 +97,12 @@ class SourceNotFound(SourceError):
     """The upstream has no data for that request (404)."""
 
     code = "upstream_not_found"
+
+
+class SourceUnsupported(SourceError):
+    """The upstream uses a feature this library does not read (LERC, a tiling scheme...)."""
+
+    code = "unsupported"
 
 
 class SourceBadResponse(SourceError):

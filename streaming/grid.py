@@ -1,14 +1,20 @@
-"""Tile-grid math: resolutions, zoom choice and tile ranges, for any morecantile TMS."""
+"""Tile-grid math: resolutions, zoom choice and tile ranges, for any morecantile TMS.
+
+Also the one place that knows Web Mercator: its pixel size per zoom, its ground
+resolution at a latitude, and the many names servers give it (:func:`is_web_mercator`).
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 
 import morecantile
 import pyproj
 from morecantile import TileMatrixSet
+from pyproj.exceptions import CRSError
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 
@@ -21,6 +27,13 @@ MERCATOR_HALF_EXTENT = EARTH_CIRCUMFERENCE / 2
 # Relative slack when comparing resolutions, so float noise never picks a finer zoom.
 RES_TOLERANCE = 1e-6
 MAX_ZOOM = 24  # the deepest matrix of morecantile's WebMercatorQuad
+# Codes servers give Web Mercator, under EPSG or ESRI: 3785 and 900913 are the pre-2008
+# names, 102100/102113 Esri's (ArcGIS still answers wkid 102100 next to latestWkid 3857).
+WEB_MERCATOR_CODES = frozenset({3857, 3785, 900913, 102100, 102113})
+WEB_MERCATOR_ALIASES = frozenset({"OSGEO:41001"})  # MapServer's old name, unknown to PROJ
+# The authority and the trailing code of "EPSG:3857", "urn:ogc:def:crs:EPSG::3857",
+# "urn:ogc:def:crs:EPSG:6.18:3:3857" or "http://www.opengis.net/def/crs/EPSG/0/3857".
+_AUTHORITY_CODE = re.compile(r"\b(EPSG|ESRI)\b\W(?:.*\D)?(\d+)$", re.I)
 
 
 @cache
@@ -46,14 +59,45 @@ def mercator_resolution(zoom: int, tile_size: int = 256) -> float:
     return float(EARTH_CIRCUMFERENCE / (tile_size * 2**zoom))
 
 
-def ground_resolution(mercator_res: float, lat: float) -> float:
-    """Ground m/px at ``lat`` of a Web Mercator pixel size (the Mercator scale factor)."""
-    return mercator_res * math.cos(math.radians(lat))
+def ground_resolution(zoom: int, lat: float, tile_size: int = 256) -> float:
+    """Ground m/px at ``lat`` of Web Mercator ``zoom`` (its pixel size times cos(lat))."""
+    return mercator_resolution(zoom, tile_size) * math.cos(math.radians(lat))
 
 
 def mercator_res_for_ground(ground_res: float, lat: float) -> float:
     """Web Mercator pixel size that gives ``ground_res`` m/px on the ground at ``lat``."""
     return ground_res / math.cos(math.radians(lat))
+
+
+def is_web_mercator(crs: CRS | pyproj.CRS | str | int) -> bool:
+    """True when ``crs`` is Web Mercator under any of its names.
+
+    Takes a rasterio or pyproj CRS, an EPSG/ESRI code (``3857``, ``"ESRI:102100"``), an
+    OGC URN or URI, or any other string PROJ reads (WKT, PROJ JSON).
+    """
+    if isinstance(crs, int):
+        return crs in WEB_MERCATOR_CODES
+    if isinstance(crs, str):
+        return _names_web_mercator(crs.strip())
+    authority = crs.to_authority()
+    if authority is not None and authority[0].upper() in ("EPSG", "ESRI"):
+        return authority[1].isdigit() and int(authority[1]) in WEB_MERCATOR_CODES
+    return crs.to_epsg() in WEB_MERCATOR_CODES  # no authority: PROJ identifies it
+
+
+@lru_cache(maxsize=256)
+def _names_web_mercator(identifier: str) -> bool:
+    if identifier.upper() in WEB_MERCATOR_ALIASES:
+        return True
+    if identifier.isdigit():
+        return int(identifier) in WEB_MERCATOR_CODES
+    match = _AUTHORITY_CODE.search(identifier)
+    if match:
+        return int(match.group(2)) in WEB_MERCATOR_CODES
+    try:
+        return is_web_mercator(pyproj.CRS.from_user_input(identifier))
+    except CRSError:
+        return False
 
 
 def matrix_resolution(tms: TileMatrixSet, zoom: int) -> float:

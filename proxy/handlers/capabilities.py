@@ -10,7 +10,7 @@ from proxy.http import json_response, read_json
 from proxy.keys import SERVICES
 from proxy.schemas import WMTSConfig, parse_config
 from proxy.upstream.sources import describe
-from proxy.upstream.wmts import wmts_to_xyz
+from proxy.upstream.wmts_to_xyz import wmts_to_xyz
 
 
 async def describe_unsaved(request: web.Request) -> web.Response:

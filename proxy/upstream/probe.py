@@ -19,6 +19,7 @@ from proxy.upstream.sources import open_source
 from streaming import errors as se
 from streaming.decode import decode_rgba, is_blank
 from streaming.encode import encode_png
+from streaming.grid import is_web_mercator
 from streaming.reader import ReadLimits, ReadResult, SourceReader, preview_grid
 from streaming.sources import TileSource
 from streaming.types import TileIndex
@@ -202,7 +203,7 @@ def matrix_ground_resolution(source: TileSource, zoom: int, lat: float) -> float
     crs = source.tms.rasterio_crs
     if crs.is_geographic:
         return cell * METRES_PER_DEGREE * math.cos(math.radians(lat))
-    if crs.to_epsg() in (3857, 900913, 102100):
+    if is_web_mercator(crs):
         return cell * math.cos(math.radians(lat))
     return cell
 

@@ -1,35 +1,37 @@
-"""WMS servers, versions 1.1.1 and 1.3.0: capabilities, layer/format/CRS choice, GetMap.
+"""WMS servers, versions 1.1.1 and 1.3.0: layer/format/CRS choice and GetMap.
 
 The capabilities document is fetched and screened by :mod:`proxy.upstream.capabilities`
-and parsed by OWSLib, in the executor, into a small :class:`WMSCapabilities` value.
-GetMap follows each version's rules: 1.1.1 sends ``SRS`` and an x,y ``BBOX``; 1.3.0
-sends ``CRS`` and a ``BBOX`` in the CRS's own axis order, so EPSG:4326 is lat,lon.
+and parsed, in the executor, by :mod:`proxy.upstream.wms_capabilities`. GetMap follows
+each version's rules: 1.1.1 sends ``SRS`` and an x,y ``BBOX``; 1.3.0 sends ``CRS`` and a
+``BBOX`` in the CRS's own axis order, so EPSG:4326 is lat,lon (:mod:`proxy.upstream.crs`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import attrs
-import pyproj
-from defusedxml import ElementTree
-from owslib.wms import WebMapService
-from pyproj.exceptions import CRSError
 from rasterio.crs import CRS
-from rasterio.errors import CRSError as RasterioCRSError
 
-from proxy.errors import InvalidInput, Unsupported
+from proxy.errors import InvalidInput
 from proxy.schemas import WMSConfig
 from proxy.upstream.base import ServerConnection, UpstreamContext
 from proxy.upstream.capabilities import cached_capabilities
-from streaming.errors import InvalidRead, SourceBadResponse
+from proxy.upstream.crs import northing_first, rasterio_crs
+from proxy.upstream.wms_capabilities import (
+    VERSIONS,
+    WMSCapabilities,
+    WMSLayer,
+    parse_capabilities,
+    summarize,
+)
+from streaming.errors import InvalidRead, SourceBadResponse, SourceUnsupported
+from streaming.grid import is_web_mercator
 from streaming.sources import FetchedImage
 from streaming.types import BBox
 
-VERSIONS = ("1.1.1", "1.3.0")
 DEFAULT_VERSION = "1.3.0"
 # Past this a request is split anyway: smaller images decode faster and fetch in parallel.
 DEFAULT_MAX_SIZE = 4096
@@ -38,144 +40,9 @@ OGC_KEYS = frozenset(
     {"service", "request", "version", "layers", "styles", "srs", "crs", "bbox", "width"}
     | {"height", "format", "transparent", "exceptions", "bgcolor"}
 )
-# Names servers give Web Mercator; PROJ does not know them all.
-MERCATOR_CODES = frozenset(
-    {"EPSG:3857", "EPSG:900913", "EPSG:102100", "EPSG:102113", "EPSG:3785", "ESRI:102100"}
-    | {"ESRI:102113", "OSGEO:41001"}
-)
 EXCEPTIONS_FORMAT = {"1.1.1": "application/vnd.ogc.se_xml", "1.3.0": "XML"}
 DECODABLE = ("png", "jpeg", "jpg", "gif", "tiff", "webp")
 LISTED = 20  # names shown in an error message
-
-
-@attrs.frozen
-class WMSStyle:
-    """A style a layer offers."""
-
-    name: str
-    title: str
-
-
-@attrs.frozen
-class WMSLayer:
-    """A named layer of the capabilities (inherited CRSs and styles included)."""
-
-    name: str
-    title: str | None
-    styles: tuple[WMSStyle, ...]
-    crs: tuple[str, ...]
-    bounding_boxes: tuple[tuple[str, BBox], ...]  # (CRS code, bbox in x,y order)
-    wgs84_bounds: BBox | None
-
-
-@attrs.frozen
-class WMSCapabilities:
-    """What the adapter needs from a WMS capabilities document."""
-
-    version: str  # as the server answered it; only 1.1.1 and 1.3.0 are served
-    title: str | None
-    layers: tuple[WMSLayer, ...]
-    formats: tuple[str, ...]
-    getmap_url: str | None
-    max_width: int | None
-    max_height: int | None
-
-    def layer(self, name: str) -> WMSLayer | None:
-        """The named layer, if the server has it."""
-        return next((layer for layer in self.layers if layer.name == name), None)
-
-
-def parse_capabilities(body: bytes) -> WMSCapabilities:
-    """Parse a (screened) WMS capabilities document; blocking, run it in the executor."""
-    root = ElementTree.fromstring(body, forbid_dtd=False)
-    tag = _local(root.tag)
-    if tag not in ("WMT_MS_Capabilities", "WMS_Capabilities"):
-        raise SourceBadResponse(
-            f"the document is not WMS capabilities (root element <{tag}>)",
-            hint="check that the URL is the GetCapabilities URL of a WMS",
-        )
-    raw = root.get("version", "")
-    version = next((v for v in VERSIONS if raw.startswith(v[:3])), raw)
-    max_width, max_height = _service_limits(root)
-    if version not in VERSIONS:
-        return WMSCapabilities(raw, None, (), (), None, max_width, max_height)
-    wms = WebMapService("", version=version, xml=body)  # xml given: OWSLib fetches nothing
-    try:
-        getmap = wms.getOperationByName("GetMap")
-    except KeyError:
-        formats: tuple[str, ...] = ()
-        url = None
-    else:
-        formats = tuple(f.strip() for f in getmap.formatOptions if f)
-        url = next((m["url"] for m in getmap.methods if m["type"].lower() == "get"), None)
-    layers = tuple(_layer(cm) for cm in wms.contents.values() if cm.name)
-    title = wms.identification.title
-    return WMSCapabilities(version, title, layers, formats, url, max_width, max_height)
-
-
-def _layer(cm: Any) -> WMSLayer:
-    styles = tuple(WMSStyle(n, s.get("title") or n) for n, s in cm.styles.items())
-    boxes = getattr(cm, "crs_list", None)  # 1.3.0: every BoundingBox, x,y ordered
-    if boxes is None:  # 1.1.1: OWSLib keeps the first BoundingBox only
-        boxes = [cm.boundingBox] if cm.boundingBox and cm.boundingBox[4] else []
-    wgs84 = cm.boundingBoxWGS84
-    return WMSLayer(
-        name=cm.name,
-        title=cm.title,
-        styles=styles,
-        crs=tuple(sorted(set(cm.crsOptions))),
-        bounding_boxes=tuple((str(b[4]), BBox(*map(float, b[:4]))) for b in boxes),
-        wgs84_bounds=BBox(*map(float, wgs84[:4])) if wgs84 else None,
-    )
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _service_limits(root: Any) -> tuple[int | None, int | None]:
-    """MaxWidth/MaxHeight of <Service> (OWSLib does not read them)."""
-    limits: dict[str, int] = {}
-    for service in (el for el in root if _local(el.tag) == "Service"):
-        for el in service:
-            name = _local(el.tag)
-            if name in ("MaxWidth", "MaxHeight") and (el.text or "").strip().isdigit():
-                limits[name] = int(el.text.strip())
-    return limits.get("MaxWidth") or None, limits.get("MaxHeight") or None
-
-
-@cache
-def rasterio_crs(code: str) -> CRS | None:
-    """The rasterio CRS a WMS CRS code names; ``None`` for AUTO codes and unknown ones."""
-    upper = code.strip().upper()
-    if upper in MERCATOR_CODES:
-        return CRS.from_epsg(3857)
-    if upper in ("CRS:84", "OGC:CRS84"):
-        return CRS.from_user_input("OGC:CRS84")
-    if upper.startswith("AUTO"):
-        return None
-    try:
-        return CRS.from_user_input(code.strip())
-    except RasterioCRSError:
-        return None
-
-
-@cache
-def northing_first(code: str) -> bool:
-    """True when the CRS's first axis is northing or latitude (EPSG:4326, EPSG:31467...)."""
-    upper = code.strip().upper()
-    if upper in MERCATOR_CODES or upper in ("CRS:84", "OGC:CRS84"):
-        return False
-    try:
-        axes = pyproj.CRS.from_user_input(code.strip()).axis_info
-    except CRSError:
-        return False
-    # Polar CRSs have both axes "south"/"north": require a north-east pair.
-    return (
-        len(axes) >= 2
-        and axes[0].direction.lower() in ("north", "south")
-        and axes[1].direction.lower() in ("east", "west")
-    )
 
 
 def bbox_param(bbox: BBox, code: str, version: str) -> str:
@@ -233,7 +100,9 @@ def _encode(query: Mapping[str, str]) -> str:
 def select_layers(config: WMSConfig, caps: WMSCapabilities) -> list[WMSLayer]:
     """The configured layers (all must exist), or the first named layer."""
     if not caps.layers:
-        raise Unsupported("the WMS declares no named layer", hint="check the capabilities URL")
+        raise SourceUnsupported(
+            "the WMS declares no named layer", hint="check the capabilities URL"
+        )
     if not config.layers:
         return [caps.layers[0]]
     unknown = [name for name in config.layers if caps.layer(name) is None]
@@ -278,7 +147,9 @@ def select_format(config: WMSConfig, caps: WMSCapabilities) -> str:
     images = [f for f in offered if f.lower().startswith("image/") and _decodable(f)]
     images.sort(key=lambda f: 0 if "png" in f.lower() else 1 if "jp" in f.lower() else 2)
     if not images:
-        raise Unsupported(f"the WMS offers no image format we can decode: {_listing(offered)}")
+        raise SourceUnsupported(
+            f"the WMS offers no image format we can decode: {_listing(offered)}"
+        )
     return images[0]
 
 
@@ -307,7 +178,7 @@ def select_crs(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[tuple[CRS,
         if crs is not None and all(crs != known for known, _ in pairs):
             pairs.append((crs, code))
     if not pairs:
-        raise Unsupported(
+        raise SourceUnsupported(
             f"none of the layer's CRSs can be used: {_listing(offered) or '(none)'}",
             hint="set crs in the server config to one the server renders",
         )
@@ -318,7 +189,7 @@ def _crs_rank(code: str) -> tuple[int, str]:
     upper = code.upper()
     if upper == "EPSG:3857":
         return 0, upper
-    if upper in MERCATOR_CODES:
+    if is_web_mercator(upper):
         return 1, upper
     return {"EPSG:4326": 2, "CRS:84": 3}.get(upper, 4), upper
 
@@ -403,7 +274,7 @@ async def open_wms(config: WMSConfig, ctx: UpstreamContext) -> WMSSource:
     connection = ServerConnection(config, ctx)
     caps, url = await read_capabilities(config, connection)
     if caps.version not in VERSIONS:
-        raise Unsupported(
+        raise SourceUnsupported(
             f"WMS version {caps.version or '(none)'} is not supported",
             hint="versions 1.1.1 and 1.3.0 are; set version in the config to ask for one",
         )
@@ -427,27 +298,3 @@ async def describe_wms(config: WMSConfig, ctx: UpstreamContext) -> dict[str, Any
     """A JSON-ready summary of the server's capabilities, for the API to show."""
     caps, _ = await read_capabilities(config, ServerConnection(config, ctx))
     return summarize(caps)
-
-
-def summarize(caps: WMSCapabilities) -> dict[str, Any]:
-    """Layers with styles, CRSs and bounds; formats; MaxWidth/MaxHeight; version."""
-    return {
-        "version": caps.version,
-        "title": caps.title,
-        "formats": list(caps.formats),
-        "max_width": caps.max_width,
-        "max_height": caps.max_height,
-        "layers": [
-            {
-                "name": layer.name,
-                "title": layer.title,
-                "styles": [{"name": s.name, "title": s.title} for s in layer.styles],
-                "crs": list(layer.crs),
-                "wgs84_bounds": list(layer.wgs84_bounds) if layer.wgs84_bounds else None,
-                "bounding_boxes": [
-                    {"crs": code, "bbox": list(bbox)} for code, bbox in layer.bounding_boxes
-                ],
-            }
-            for layer in caps.layers
-        ],
-    }

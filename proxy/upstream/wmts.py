@@ -2,27 +2,24 @@
 
 The capabilities are fetched and screened by :mod:`proxy.upstream.capabilities` and
 parsed by :mod:`proxy.upstream.wmts_capabilities`; this module chooses the layer, set,
-style, format and encoding of a config, serves its tiles, summarises the capabilities
-and turns a GoogleMapsCompatible layer into an xyz config.
+style, format and encoding of a config, serves its tiles and summarises the
+capabilities. :mod:`proxy.upstream.wmts_to_xyz` turns a layer into an xyz config.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import attrs
 from morecantile import TileMatrixSet
 
-from proxy.errors import InvalidInput, Unsupported
+from proxy.errors import InvalidInput
 from proxy.schemas import WMTSConfig
 from proxy.upstream.base import ServerConnection, UpstreamContext
 from proxy.upstream.capabilities import cached_capabilities
 from proxy.upstream.wmts_capabilities import (
-    OGC_PIXEL_SIZE,
     Capabilities,
     Layer,
     Limits,
@@ -31,7 +28,7 @@ from proxy.upstream.wmts_capabilities import (
     quad_zooms,
     tile_matrix_set,
 )
-from streaming.errors import SourceBadResponse
+from streaming.errors import SourceBadResponse, SourceUnsupported
 from streaming.sources import FetchedImage
 from streaming.types import TileIndex
 
@@ -113,7 +110,7 @@ def _endpoint(layer: Layer, set_id: str, style: str, fmt: str, kvp_url: str | No
         template = fill_template(template, values)
         unknown = {p for p in PLACEHOLDER.findall(template) if p.lower() not in TILE_PLACEHOLDERS}
         if unknown:
-            raise Unsupported(
+            raise SourceUnsupported(
                 f"the ResourceURL template of layer {layer.identifier!r} has placeholders the "
                 f"capabilities give no value for: {sorted(unknown)}"
             )
@@ -159,7 +156,7 @@ def _pick_set(caps: Capabilities, layer: Layer, wanted: str | None, quad: bool) 
             )
         spec = caps.matrix_sets[wanted]
         if quad and quad_zooms(spec) is None:
-            raise Unsupported(
+            raise SourceUnsupported(
                 f"tile matrix set {wanted!r} is not a Web Mercator quad (GoogleMapsCompatible)",
                 hint="only such a set can become an XYZ template; use the wmts server type",
             )
@@ -168,7 +165,7 @@ def _pick_set(caps: Capabilities, layer: Layer, wanted: str | None, quad: bool) 
         raise InvalidInput(f"layer {layer.identifier!r} links no declared tile matrix set")
     mercator = next((s for s in linked if quad_zooms(s) is not None), None)
     if quad and mercator is None:
-        raise Unsupported(
+        raise SourceUnsupported(
             f"layer {layer.identifier!r} has no Web Mercator quad (GoogleMapsCompatible) tile "
             f"matrix set; its sets: {_names(layer.links)}",
             hint="use the wmts server type, which reads any tile matrix set",
@@ -322,81 +319,3 @@ def _describe_sets(caps: Capabilities) -> list[dict[str, Any]]:
         }
         for spec in caps.matrix_sets.values()
     ]
-
-
-async def wmts_to_xyz(config: WMTSConfig, ctx: UpstreamContext) -> dict[str, Any]:
-    """An xyz server config for a WMTS layer with a GoogleMapsCompatible-like set.
-
-    The template comes from the REST ResourceURL (or KVP GetTile) with the matrix, row
-    and column as ``{z}``, ``{y}``, ``{x}``; the preview is the centre of the layer's
-    WGS84BoundingBox; the resolution is the deepest matrix's ground m/px there.
-    """
-    connection = ServerConnection(config, ctx)
-    caps = await load_capabilities(connection)
-    plan: SourcePlan = await ctx.run(partial(plan_source, quad=True), caps, config)
-    zooms = quad_zooms(plan.matrix_set)
-    assert zooms is not None
-    numeric = [m.identifier == str(z) for m, z in zip(plan.matrix_set.matrices, zooms, strict=True)]
-    if not all(numeric):
-        sample = plan.matrix_set.matrices[-1]
-        raise Unsupported(
-            f"the matrix identifiers of tile matrix set {plan.matrix_set.identifier!r} are not "
-            f"zoom numbers ({sample.identifier!r} is zoom {zooms[-1]}), so no {{z}} template "
-            "can name them",
-            hint="use the wmts server type, which maps matrices itself",
-        )
-    tile_size = plan.matrix_set.matrices[0].tile_width
-    if tile_size not in (256, 512):
-        raise Unsupported(f"tiles of {tile_size} px: an xyz server takes 256 or 512 px tiles")
-    lat, lon = _preview(plan.layer, config)
-    deepest = plan.matrix_set.matrices[plan.max_zoom]
-    mercator_res = deepest.scale_denominator * OGC_PIXEL_SIZE
-    xyz: dict[str, Any] = {
-        "type": "xyz",
-        "name": config.name,
-        "url": without_params(xyz_template(plan.endpoint), config.params),
-        "min_zoom": zooms[plan.min_zoom],
-        "max_zoom": zooms[plan.max_zoom],
-        "tile_size": tile_size,
-        "preview": {"lat": lat, "lon": lon},
-        "resolution": mercator_res * math.cos(math.radians(lat)),
-        "headers": dict(config.headers),
-        "params": dict(config.params),
-        "skip_ssl": config.skip_ssl,
-        "max_concurrency": config.max_concurrency,
-        "cache_ttl": config.cache_ttl,
-    }
-    if config.rate_limit is not None:
-        xyz["rate_limit"] = config.rate_limit
-    return xyz
-
-
-def xyz_template(endpoint: TileEndpoint) -> str:
-    """The endpoint's tile URL with ``{z}``, ``{x}``, ``{y}`` placeholders."""
-    if endpoint.template is not None:
-        values = {"tilematrix": "{z}", "tilerow": "{y}", "tilecol": "{x}"}
-        return fill_template(endpoint.template, values, encode=False)
-    assert endpoint.kvp_url is not None
-    query = urlencode(endpoint.kvp_params)
-    sep = "&" if urlsplit(endpoint.kvp_url).query else "?"
-    url = endpoint.kvp_url.rstrip("?&")
-    return f"{url}{sep}{query}&TILEMATRIX={{z}}&TILEROW={{y}}&TILECOL={{x}}"
-
-
-def without_params(url: str, names: Any) -> str:
-    """``url`` without the query params ``names``: the xyz config sends them (masked) itself."""
-    for name in names:
-        pattern = rf"([?&]){re.escape(name)}=[^&#]*(&|$)"
-        url = re.sub(pattern, lambda m: m.group(1) if m.group(2) else "", url)
-    return url.rstrip("?&")
-
-
-def _preview(layer: Layer, config: WMTSConfig) -> tuple[float, float]:
-    if layer.wgs84_bounds is not None:
-        west, south, east, north = layer.wgs84_bounds
-        lat, lon = (south + north) / 2, (west + east) / 2
-    elif config.preview is not None:
-        lat, lon = config.preview.lat, config.preview.lon
-    else:
-        lat, lon = 0.0, 0.0
-    return max(-85.0, min(85.0, lat)), max(-180.0, min(180.0, lon))

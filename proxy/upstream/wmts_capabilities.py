@@ -16,17 +16,19 @@ from functools import lru_cache
 from typing import Any
 
 import attrs
-import pyproj
 from morecantile import TileMatrixSet
 from owslib.wmts import WebMapTileService
-from pyproj.exceptions import CRSError
 
-from proxy.errors import Unsupported
-from streaming.grid import EARTH_CIRCUMFERENCE, MERCATOR_HALF_EXTENT
+from proxy.upstream.crs import (
+    axis_inverted,
+    corner_in_axis_order,
+    crs_from_identifier,
+    crs_uri,
+    meters_per_unit,
+)
+from streaming.grid import MERCATOR_HALF_EXTENT, is_web_mercator, mercator_resolution
 
 OGC_PIXEL_SIZE = 0.00028  # metres: the standardized rendering pixel of ScaleDenominator
-WEB_MERCATOR_CODES = {3857, 900913, 3785, 102100, 102113}
-EPSG_TAIL = re.compile(r"EPSG\W.*?(\d+)$", re.I)
 
 
 @attrs.frozen
@@ -160,42 +162,6 @@ def _kvp_url(operations: list[Any]) -> str | None:
 
 
 @lru_cache(maxsize=64)
-def crs_from_identifier(identifier: str) -> pyproj.CRS:
-    """The CRS of a SupportedCRS value; Web Mercator aliases become EPSG:3857."""
-    try:
-        crs = pyproj.CRS.from_user_input(identifier)
-    except CRSError:
-        match = EPSG_TAIL.search(identifier)  # e.g. urn:ogc:def:crs:EPSG:6.18:3:3857
-        if not match:
-            raise Unsupported(f"unknown CRS {identifier!r} in the capabilities") from None
-        crs = pyproj.CRS.from_epsg(int(match.group(1)))
-    if crs.to_epsg() in WEB_MERCATOR_CODES:
-        return pyproj.CRS.from_epsg(3857)
-    return crs
-
-
-def meters_per_unit(crs: pyproj.CRS) -> float:
-    """Metres per CRS unit; a degree is 2*pi*a/360 as the WMTS standard says."""
-    if crs.is_geographic:
-        radius = crs.ellipsoid.semi_major_metre if crs.ellipsoid else 6378137.0
-        return 2 * math.pi * radius / 360.0
-    return float(crs.axis_info[0].unit_conversion_factor)
-
-
-def axis_inverted(crs: pyproj.CRS) -> bool:
-    """True when the CRS's first axis is northing/latitude (as morecantile decides it)."""
-    return crs.axis_info[0].abbrev.upper() in ("Y", "LAT", "N")
-
-
-def _origin(corner: tuple[float, float], crs: pyproj.CRS, inverted: bool) -> tuple[float, float]:
-    """TopLeftCorner in CRS axis order; some servers write lon,lat anyway, a |lat| > 90 shows it."""
-    a, b = corner
-    if crs.is_geographic and abs(a if inverted else b) > 90 >= abs(b if inverted else a):
-        return b, a
-    return a, b
-
-
-@lru_cache(maxsize=64)
 def tile_matrix_set(spec: MatrixSet) -> TileMatrixSet:
     """The morecantile set of ``spec``, matrix ids "0".."n-1" coarse to fine."""
     crs = crs_from_identifier(spec.crs)
@@ -206,7 +172,7 @@ def tile_matrix_set(spec: MatrixSet) -> TileMatrixSet:
             "id": str(i),
             "scaleDenominator": m.scale_denominator,
             "cellSize": m.scale_denominator * OGC_PIXEL_SIZE / mpu,
-            "pointOfOrigin": _origin(m.top_left, crs, inverted),
+            "pointOfOrigin": corner_in_axis_order(m.top_left, crs, inverted),
             "tileWidth": m.tile_width,
             "tileHeight": m.tile_height,
             "matrixWidth": m.matrix_width,
@@ -217,33 +183,20 @@ def tile_matrix_set(spec: MatrixSet) -> TileMatrixSet:
     return TileMatrixSet(  # type: ignore[no-untyped-call]
         id=re.sub(r"[^\w\-]", "_", spec.identifier),
         title=spec.identifier,
-        crs=_crs_ref(crs),
+        crs=crs_uri(crs),
         orderedAxes=[a.abbrev for a in crs.axis_info[:2]],
         tileMatrices=matrices,
     )
 
 
-def _crs_ref(crs: pyproj.CRS) -> str:
-    """The OGC URI of an EPSG or OGC CRS (what morecantile prints), else its WKT."""
-    authority, code = crs.to_authority() or ("", "")
-    if authority == "EPSG":
-        return f"http://www.opengis.net/def/crs/EPSG/0/{code}"
-    if authority == "OGC":
-        return f"http://www.opengis.net/def/crs/OGC/1.3/{code}"
-    return str(crs.to_wkt())
-
-
 def quad_zooms(spec: MatrixSet) -> list[int] | None:
     """The Web Mercator zoom of each matrix when ``spec`` is a GoogleMapsCompatible-like quad."""
-    try:
-        if crs_from_identifier(spec.crs).to_epsg() != 3857:
-            return None
-    except Unsupported:
+    if not is_web_mercator(spec.crs):
         return None
     zooms = []
     for m in spec.matrices:
         zoom = round(math.log2(max(m.matrix_width, 1)))
-        expected = EARTH_CIRCUMFERENCE / (m.tile_width * 2**zoom)
+        expected = mercator_resolution(zoom, m.tile_width)
         x, y = m.top_left
         if (
             m.tile_width != m.tile_height

@@ -5,23 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from proxy.errors import InvalidInput, Unsupported
+from proxy.errors import InvalidInput
 from proxy.schemas import parse_config
-from proxy.upstream.arcgis import (
-    ArcGISExportSource,
-    ArcGISTileSource,
-    crop_tile,
-    describe_arcgis,
-    downsample_tiles,
-    open_arcgis,
-    tile_scheme,
-)
+from proxy.upstream.arcgis import ArcGISExportSource, ArcGISTileSource, describe_arcgis, open_arcgis
 from proxy.upstream.arcgis_auth import generate_token_url, service_roots
+from proxy.upstream.arcgis_service import tile_scheme
 from streaming.decode import decode_rgba
 from streaming.encode import encode_png
-from streaming.errors import SourceAuthError
+from streaming.errors import SourceAuthError, SourceUnsupported
 from streaming.grid import web_mercator_tms
 from streaming.reader import SourceReader, preview_grid
+from streaming.resample import crop_tile, downsample_tiles
 from streaming.types import TileIndex
 from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
 from tests.upstreams.arcgis import (
@@ -80,13 +74,13 @@ def test_web_mercator_schemes_are_accepted_with_levels_starting_late_or_skipping
     ids=["wkid", "origin", "tile-size", "lerc", "lod"],
 )
 def test_other_schemes_are_unsupported(change, message):
-    with pytest.raises(Unsupported, match=message) as info:
+    with pytest.raises(SourceUnsupported, match=message) as info:
         tile_scheme({"tileInfo": {**mercator_tile_info(range(5)), **change}})
     assert info.value.code == "unsupported"
 
 
 def test_swiss_scheme_message_names_it():
-    with pytest.raises(Unsupported, match=r"tiling scheme in wkid 2056 \(origin 2420000.0"):
+    with pytest.raises(SourceUnsupported, match=r"tiling scheme in wkid 2056 \(origin 2420000.0"):
         tile_scheme({"tileInfo": SWISS_TILE_INFO})
 
 
@@ -157,17 +151,17 @@ async def test_tile_outside_the_data_is_none(serve, renderer, upstream_ctx):
 
 async def test_non_web_mercator_cache_without_export_is_unsupported(serve, renderer, upstream_ctx):
     _, services = await start(serve, renderer)
-    with pytest.raises(Unsupported, match="wkid 2056") as info:
+    with pytest.raises(SourceUnsupported, match="wkid 2056") as info:
         await open_arcgis(arcgis(services + "Swiss/ImageServer"), upstream_ctx)
     assert info.value.code == "unsupported"
 
 
 async def test_lerc_cache_is_unsupported(serve, renderer, upstream_ctx):
     _, services = await start(serve, renderer)
-    with pytest.raises(Unsupported, match="LERC"):
+    with pytest.raises(SourceUnsupported, match="LERC"):
         await open_arcgis(arcgis(services + "Elevation/ImageServer"), upstream_ctx)
     disguised = await open_arcgis(arcgis(services + "Disguised/ImageServer"), upstream_ctx)
-    with pytest.raises(Unsupported, match="tiles are LERC") as info:
+    with pytest.raises(SourceUnsupported, match="tiles are LERC") as info:
         await disguised.fetch_tile(CENTER_TILE)
     assert "JPEG" in (info.value.hint or "")
 

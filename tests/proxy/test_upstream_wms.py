@@ -7,20 +7,19 @@ from rasterio.crs import CRS
 
 from proxy.errors import InvalidInput
 from proxy.schemas import parse_config
+from proxy.upstream.crs import northing_first
 from proxy.upstream.wms import (
     GetMapSettings,
-    WMSCapabilities,
-    WMSLayer,
     WMSSource,
     bbox_param,
     describe_wms,
     getmap_url,
-    northing_first,
     open_wms,
     select_crs,
     select_format,
     split_url,
 )
+from proxy.upstream.wms_capabilities import WMSCapabilities, WMSLayer
 from streaming.decode import decode_rgba
 from streaming.errors import SourceBadResponse, SourceServiceException
 from streaming.reader import SourceReader, preview_grid

@@ -6,14 +6,12 @@ import math
 
 import pytest
 
-from proxy.errors import InvalidInput, Unsupported
+from proxy.errors import InvalidInput
 from proxy.schemas import XYZConfig, parse_config
 from proxy.upstream.wmts import (
     capabilities_params,
     describe_wmts,
     open_wmts,
-    without_params,
-    wmts_to_xyz,
 )
 from proxy.upstream.wmts_capabilities import (
     Matrix,
@@ -22,8 +20,9 @@ from proxy.upstream.wmts_capabilities import (
     quad_zooms,
     tile_matrix_set,
 )
+from proxy.upstream.wmts_to_xyz import without_params, wmts_to_xyz
 from proxy.upstream.xyz import XYZSource
-from streaming.errors import SourceServiceException
+from streaming.errors import SourceServiceException, SourceUnsupported
 from streaming.grid import mercator_resolution, tile_transform
 from streaming.reader import SourceReader, preview_grid
 from streaming.types import TileIndex
@@ -222,7 +221,7 @@ async def test_wmts_to_xyz(serve, renderer, ground_truth, upstream_ctx, rest):
 )
 async def test_wmts_to_xyz_refuses(serve, renderer, upstream_ctx, extra, match):
     _, _, url = await start(serve, renderer)
-    with pytest.raises(Unsupported, match=match):
+    with pytest.raises(SourceUnsupported, match=match):
         await wmts_to_xyz(wmts(url, **extra), upstream_ctx)
 
 

@@ -1,0 +1,52 @@
+"""Build a missing tile-cache level from a neighbouring one: downsample finer tiles, crop a coarser.
+
+A tile cache may skip levels; a tile of a skipped level is made from the ``n`` x ``n``
+tiles of a finer level, or from one cell of a coarser tile. Pure and CPU-bound (decode,
+numpy, encode): callers run it in an executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from streaming.decode import RGBA, decode_rgba
+from streaming.encode import encode_png
+from streaming.errors import SourceBadResponse
+
+
+def downsample_tiles(datas: Sequence[bytes | None], n: int, size: int, max_pixels: int) -> bytes:
+    """One ``size`` px PNG from ``n`` x ``n`` finer tiles (row by row), alpha-weighted.
+
+    A missing tile (``None``) is transparent, so the edge of the data stays transparent
+    instead of darkening towards black.
+    """
+    canvas = np.zeros((4, size * n, size * n), dtype=np.float32)
+    for k, data in enumerate(datas):
+        if data is not None:
+            j, i = divmod(k, n)
+            rgba = _sized(decode_rgba(data, max_pixels=max_pixels), size)
+            canvas[:, j * size : (j + 1) * size, i * size : (i + 1) * size] = rgba
+    canvas[:3] *= canvas[3] / 255
+    blocks = canvas.reshape(4, size, n, size, n).sum(axis=(2, 4))
+    alpha = blocks[3]
+    out = np.zeros((4, size, size), dtype=np.uint8)
+    covered = alpha > 0
+    out[:3, covered] = np.clip(np.round(blocks[:3, covered] * 255 / alpha[covered]), 0, 255)
+    out[3] = np.round(alpha / (n * n)).astype(np.uint8)
+    return encode_png(out)
+
+
+def crop_tile(data: bytes, n: int, col: int, row: int, size: int, max_pixels: int) -> bytes:
+    """The (col, row) cell of an ``n`` x ``n`` split of a coarser tile, upsampled to ``size``."""
+    rgba = _sized(decode_rgba(data, max_pixels=max_pixels), size)
+    part = size // n
+    crop = rgba[:, row * part : (row + 1) * part, col * part : (col + 1) * part]
+    return encode_png(np.ascontiguousarray(crop.repeat(n, axis=1).repeat(n, axis=2)))
+
+
+def _sized(rgba: RGBA, size: int) -> RGBA:
+    if rgba.shape[1:] != (size, size):
+        raise SourceBadResponse(f"a tile is {rgba.shape[2]}x{rgba.shape[1]} px, not {size}")
+    return rgba
