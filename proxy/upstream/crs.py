@@ -78,7 +78,7 @@ def crs_from_identifier(identifier: str) -> pyproj.CRS:
 
 
 def crs_from_wkid(wkid: object) -> CRS | None:
-    """The CRS of an ArcGIS wkid; ``None`` for an Esri code (1xxxxx) unknown to EPSG."""
+    """The CRS of an ArcGIS wkid (Web Mercator aliases as EPSG:3857); ``None`` if GDAL has none."""
     if not isinstance(wkid, int) or isinstance(wkid, bool):
         return None
     if is_web_mercator(wkid):

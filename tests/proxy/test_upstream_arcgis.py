@@ -62,6 +62,12 @@ def test_web_mercator_schemes_are_accepted_with_levels_starting_late_or_skipping
     assert (scheme.tile_size, scheme.levels) == (512, (3, 5, 6))
 
 
+@pytest.mark.parametrize("wkid", [3857, 102100, 102113, 3785, 900913])
+def test_every_web_mercator_wkid_is_accepted(wkid):
+    info = {**mercator_tile_info(range(3)), "spatialReference": {"wkid": wkid}}
+    assert tile_scheme({"tileInfo": info}).levels == (0, 1, 2)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

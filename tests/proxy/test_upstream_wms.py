@@ -7,7 +7,6 @@ from rasterio.crs import CRS
 
 from proxy.errors import InvalidInput
 from proxy.schemas import parse_config
-from proxy.upstream.crs import northing_first
 from proxy.upstream.wms import (
     GetMapSettings,
     WMSSource,
@@ -197,14 +196,12 @@ async def test_entity_attacks_are_refused(fake, upstream_ctx, path):
     assert "lol" not in info.value.message and "root:" not in info.value.message
 
 
-def test_axis_order_comes_from_the_crs():
-    assert northing_first("EPSG:4326") and northing_first("EPSG:31467")
-    assert not any(map(northing_first, ["EPSG:3857", "EPSG:2056", "CRS:84", "EPSG:900913"]))
-    assert not northing_first("EPSG:3413")  # polar: both axes "south"
+def test_bbox_axis_order_comes_from_the_crs():
     bbox = BBox(6.5, 46.4, 6.7, 46.6)
     assert bbox_param(bbox, "EPSG:4326", "1.3.0") == "46.4,6.5,46.6,6.7"
     assert bbox_param(bbox, "EPSG:4326", "1.1.1") == "6.5,46.4,6.7,46.6"
     assert bbox_param(bbox, "CRS:84", "1.3.0") == "6.5,46.4,6.7,46.6"
+    assert bbox_param(bbox, "urn:ogc:def:crs:EPSG::3785", "1.3.0") == "6.5,46.4,6.7,46.6"
 
 
 def test_urls_keep_the_users_params():
