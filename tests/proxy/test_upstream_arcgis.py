@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from proxy.errors import InvalidInput, Unsupported
-from proxy.schemas import parse_config
 from proxy.upstream.arcgis import (
     ArcGISExportSource,
     ArcGISTileSource,
@@ -17,6 +16,7 @@ from proxy.upstream.arcgis import (
     tile_scheme,
 )
 from proxy.upstream.arcgis_auth import generate_token_url, service_roots
+from proxy.upstream.registry import parse_config
 from streaming.decode import decode_rgba
 from streaming.encode import encode_png
 from streaming.errors import SourceAuthError
