@@ -13,11 +13,13 @@ import orjson
 from aiohttp import web
 
 from proxy.app import create_app
+from proxy.catalog.base import ServerRecord
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, error_body
-from proxy.schemas import parse_config, public_view, stored_dict
+from proxy.probe import ProbeRequest, probe_server
+from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
-from proxy.upstream.probe import test_connection, url_findings
+from proxy.upstream.registry import SERVER_TYPES, parse_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     servers = commands.add_parser("servers", help="imagery servers in the catalog")
     sub = servers.add_subparsers(title="servers commands")
     add = sub.add_parser("add", help="register a server (validated like POST /servers)")
-    add.add_argument("--type", choices=["xyz", "wms", "wmts", "arcgis"])
+    add.add_argument("--type", choices=SERVER_TYPES)
     add.add_argument("--name")
     add.add_argument("--url")
     add.add_argument("--resolution", type=float, help="import resolution, m/px")
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--lat", type=float)
     test.add_argument("--lon", type=float)
     test.add_argument("--resolution", type=float, help="m/px (default: the server's)")
-    test.add_argument("--size", type=int, default=512, help="preview size in px")
+    test.add_argument("--size", type=int, help="preview size in px (default from settings)")
     test.add_argument("--output", type=Path, default=Path("preview.png"), help="PNG to write")
     test.set_defaults(run=cmd_servers_test)
     return parser
@@ -130,48 +132,33 @@ def cmd_servers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_servers_test(args: argparse.Namespace, settings: Settings) -> int:
     """Run a test connection in-process; write the preview and print the report."""
+    ask = ProbeRequest(lat=args.lat, lon=args.lon, resolution=args.resolution, size=args.size)
 
     async def run() -> int:
         async with open_services(settings) as services:
-            raw, findings = await _load_server(services, args.server)
-            config = parse_config(raw)
-            preview = config.preview
-            lat = args.lat if args.lat is not None else (preview.lat if preview else None)
-            lon = args.lon if args.lon is not None else (preview.lon if preview else None)
-            if lat is None or lon is None:
-                print("give --lat and --lon (the server has no preview point)", file=sys.stderr)
-                return 2
-            result = await test_connection(
-                config,
-                services.upstream,
-                lat=lat,
-                lon=lon,
-                resolution=args.resolution,
-                size=args.size,
-                limits=services.read_limits,
-            )
-            result.findings[:0] = findings
-            report: dict[str, Any] = {"zoom": result.zoom, "resolution": result.resolution}
-            if result.error is not None:
-                report.update(error_body(result.error))
-            if result.png is not None:
-                args.output.write_bytes(result.png)
-                report["preview"] = str(args.output)
-            _print_json({**report, **result.report()})
-            return 0 if result.error is None else 1
+            result = await probe_server(services, await _load_server(services, args.server), ask)
+        report: dict[str, Any] = {"zoom": result.zoom, "resolution": result.resolution}
+        if result.error is not None:
+            report.update(error_body(result.error))
+        if result.png is not None:
+            args.output.write_bytes(result.png)
+            report["preview"] = str(args.output)
+        _print_json({**report, **result.report()})
+        return 0 if result.error is None else 1
 
     return asyncio.run(run())
 
 
-async def _load_server(services: Services, ref: str) -> tuple[dict[str, Any], list[Any]]:
+async def _load_server(services: Services, ref: str) -> ServerRecord | dict[str, Any]:
+    """A saved server by id, or an unsaved config from a JSON file."""
     path = Path(ref)
     if path.suffix == ".json" and path.exists():
-        raw = orjson.loads(path.read_bytes())
-        return raw, url_findings(raw)
+        raw: dict[str, Any] = orjson.loads(path.read_bytes())
+        return raw
     record = await services.catalog.get_server(ref)
     if record is None:
         raise NotFound(f"no server with id {ref!r}")
-    return record.config, []
+    return record
 
 
 def _json_or_str(value: str) -> Any:

@@ -1,4 +1,6 @@
-"""Server configurations: validation of what users send, and the views the API returns.
+"""Server configurations: the schema of each type, and the views the API returns.
+
+:func:`proxy.upstream.registry.parse_config` picks the schema by ``type``.
 
 Credentials (``credentials``, the values of ``headers`` and ``params``) are write-only:
 :func:`public_view` masks them and :func:`merge_config` keeps the stored value when a
@@ -8,12 +10,11 @@ client sends the mask back.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from proxy.errors import InvalidInput
 from proxy.net.redact import MASK
 from streaming.grid import MAX_ZOOM
 
@@ -177,46 +178,9 @@ class ArcGISConfig(ServerBase):
         return [*super().secrets(), *extra[1:], *([self.credentials] if self.credentials else [])]
 
 
-ServerConfig = Annotated[
-    XYZConfig | WMSConfig | WMTSConfig | ArcGISConfig, Field(discriminator="type")
-]
-SERVER_ADAPTER: TypeAdapter[ServerConfig] = TypeAdapter(ServerConfig)
-SERVER_TYPES = ("xyz", "wms", "wmts", "arcgis")
-
-
-def parse_config(data: Any) -> ServerConfig:
-    """Validate a server config; every problem becomes one :class:`InvalidInput`."""
-    if not isinstance(data, dict):
-        raise InvalidInput("a server config must be a JSON object")
-    if data.get("type") not in SERVER_TYPES:
-        raise InvalidInput(
-            f"unknown server type {data.get('type')!r}",
-            hint=f"type must be one of {', '.join(SERVER_TYPES)}",
-        )
-    try:
-        return SERVER_ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise InvalidInput(
-            "invalid server config: " + _describe(exc), errors=_details(exc)
-        ) from None
-    except ValueError as exc:  # raised by model_post_init
-        raise InvalidInput(f"invalid server config: {exc}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
-def _details(exc: ValidationError) -> list[dict[str, str]]:
-    # Never echo the input back: it may hold a credential.
-    return [{"field": _loc(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    # Drop the discriminator tag pydantic puts first ("xyz", "wms", ...).
-    parts = [str(p) for p in loc if str(p) not in SERVER_TYPES]
-    return ".".join(parts) or "config"
-
+# The static type of a parsed config; which types exist, and how each is parsed, opened
+# and described, is the table of :mod:`proxy.upstream.registry`.
+ServerConfig = XYZConfig | WMSConfig | WMTSConfig | ArcGISConfig
 
 SECRET_MAPS = ("headers", "params")
 

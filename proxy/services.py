@@ -11,6 +11,8 @@ from pathlib import Path
 
 import attrs
 
+from proxy.cache.keys import Fingerprints
+from proxy.cache.sources import OpenSources
 from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import SQLiteCatalog
 from proxy.config import Settings
@@ -32,6 +34,7 @@ class Services:
     upstream: UpstreamContext
     executor: ThreadPoolExecutor
     api_keys: frozenset[str]
+    sources: OpenSources
 
     @property
     def read_limits(self) -> ReadLimits:
@@ -67,9 +70,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         capabilities_ttl=settings.capabilities_ttl,
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
+        fingerprints=Fingerprints(load_fingerprint_key(settings)),
     )
+    sources = OpenSources(upstream)
     try:
-        yield Services(settings, catalog, upstream, executor, load_api_keys(settings))
+        yield Services(settings, catalog, upstream, executor, load_api_keys(settings), sources)
     finally:
         await client.close()
         await catalog.close()
@@ -85,6 +90,17 @@ def load_api_keys(settings: Settings) -> frozenset[str]:
         _write_private(path, secrets.token_urlsafe(32))
         log.warning("no API key configured: generated one into %s", path)
     return frozenset([path.read_text().strip()])
+
+
+def load_fingerprint_key(settings: Settings) -> bytes:
+    """The installation's secret for cache keys, in ``data_dir/fingerprint-key`` (made once).
+
+    It outlives restarts, so keys of cached data on disk stay valid.
+    """
+    path = settings.data_dir / "fingerprint-key"
+    if not path.exists():
+        _write_private(path, secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
 
 
 def _write_private(path: Path, text: str) -> None:

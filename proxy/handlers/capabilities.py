@@ -8,8 +8,8 @@ from proxy.errors import InvalidInput
 from proxy.handlers.servers import get_record
 from proxy.http import json_response, read_json
 from proxy.keys import SERVICES
-from proxy.schemas import WMTSConfig, parse_config
-from proxy.upstream.sources import describe
+from proxy.schemas import WMTSConfig
+from proxy.upstream.registry import describe, parse_config
 from proxy.upstream.wmts_to_xyz import wmts_to_xyz
 
 

@@ -10,7 +10,8 @@ from proxy.catalog.base import ServerRecord
 from proxy.errors import NotFound
 from proxy.http import json_object, json_response, read_json
 from proxy.keys import SERVICES
-from proxy.schemas import merge_config, parse_config, public_view, stored_dict
+from proxy.schemas import merge_config, public_view, stored_dict
+from proxy.upstream.registry import parse_config
 
 
 def server_view(record: ServerRecord) -> dict[str, Any]:
@@ -65,6 +66,7 @@ async def delete_server(request: web.Request) -> web.Response:
     """DELETE /servers/{id}."""
     record = await get_record(request)
     await request.app[SERVICES].catalog.delete_server(record.id)
+    request.app[SERVICES].sources.forget(record.id)
     return web.Response(status=204)
 
 

@@ -9,7 +9,6 @@ cannot leak through logs, diagnostics or cache keys.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import attrs
 import orjson
 
+from proxy.cache.keys import digest
 from proxy.net.client import UpstreamResponse
 from proxy.net.redact import redact_text
 from proxy.schemas import ArcGISConfig
@@ -138,8 +138,9 @@ def error_text(error: Mapping[str, Any]) -> str:
 class ArcGISSession:
     """Requests to one ArcGIS service, with a token when credentials are set.
 
-    Tokens are shared through the context's cache per (token URL, username, password
-    digest), so every source of the same account reuses one token until it expires.
+    Tokens are shared through the context's token cache per account (token URL, referer,
+    username, keyed hash of the password), so every service of the same account reuses
+    one token until it expires. The service document is cached per access fingerprint.
     """
 
     def __init__(self, config: ArcGISConfig, ctx: UpstreamContext) -> None:
@@ -147,8 +148,6 @@ class ArcGISSession:
         self.connection = ServerConnection(config, ctx)
         self._base_secrets = self.connection.secrets
         self.username, _, self._password = (config.credentials or "").partition(":")
-        # Keys the shared token cache: another password never gets this account's token.
-        self._digest = hashlib.sha256(self._password.encode()).hexdigest()[:16]
         parts = urlsplit(config.url)
         self.referer = f"{parts.scheme}://{parts.netloc}/"
         self._token: Token | None = None
@@ -175,6 +174,17 @@ class ArcGISSession:
                 hint="check that this user may access the service",
             )
         return resp
+
+    async def service_info(self) -> dict[str, Any]:
+        """The service's ``?f=json`` document, cached per access fingerprint."""
+        ctx = self.connection.ctx
+        key = ctx.fingerprints.access(self.config)
+        cached = ctx.service_info.get(key)
+        if cached is not None:
+            return cached
+        info = await self.get_json(self.config.url)
+        ctx.service_info[key] = info
+        return info
 
     async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``url`` as ``f=json`` and check the answer for ArcGIS errors."""
@@ -205,8 +215,11 @@ class ArcGISSession:
             return self._token.value
 
     async def _shared_token(self, url: str, rejected: str | None) -> Token:
-        cache = self.connection.ctx.capabilities
-        key = f"arcgis-token|{url}|{self.username}|{self._digest}"
+        ctx = self.connection.ctx
+        # Another password never gets this account's token; the key holds no secret.
+        password = ctx.fingerprints.keyed(self._password)
+        key = digest([url, self.referer, self.username, password])
+        cache = ctx.tokens
         cached = cache.get(key)
         if isinstance(cached, Token) and cached.fresh() and cached.value != rejected:
             return cached

@@ -8,7 +8,6 @@ may render it instead. :mod:`proxy.upstream.arcgis` builds the source these rule
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any, Literal
 
@@ -162,19 +161,8 @@ def _positive_int(value: Any, default: int) -> int:
 
 
 async def service_info(session: ArcGISSession) -> dict[str, Any]:
-    """The service's ``?f=json`` document, cached per URL and access."""
-    config = session.config
-    access = repr(
-        (sorted(config.headers.items()), sorted(config.params.items()), config.credentials)
-    )
-    key = f"arcgis-info|{config.url}|{hashlib.sha256(access.encode()).hexdigest()[:16]}"
-    cache = session.connection.ctx.capabilities
-    cached = cache.get(key)
-    if isinstance(cached, dict):
-        return cached
-    info = await session.get_json(config.url)
-    cache[key] = info
-    return info
+    """The service's ``?f=json`` document, cached per access fingerprint."""
+    return await session.service_info()
 
 
 def summarize(info: dict[str, Any], kind: Kind) -> dict[str, Any]:

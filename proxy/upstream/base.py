@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any
@@ -13,6 +14,7 @@ from cachetools import LRUCache, TTLCache
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
+from proxy.cache.keys import Fingerprints
 from proxy.net.client import UpstreamClient, UpstreamResponse
 from proxy.net.limits import CircuitBreaker, ServerLimits
 from proxy.net.redact import redact_text
@@ -33,7 +35,11 @@ EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
 
 @attrs.define
 class UpstreamContext:
-    """Shared resources adapters use: the HTTP client, the executor, small caches."""
+    """Shared resources adapters use: the HTTP client, the executor, small caches.
+
+    Metadata caches are keyed by :class:`~proxy.cache.keys.Fingerprints`, one cache per
+    kind of document, so no two key schemes share a dict.
+    """
 
     client: UpstreamClient
     executor: Executor | None
@@ -41,11 +47,17 @@ class UpstreamContext:
     capabilities_ttl: float = 300.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
-    capabilities: TTLCache[str, Any] = attrs.field(init=False)
+    # The service passes the installation's key; a context of its own gets a random one.
+    fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
+    capabilities: TTLCache[str, Any] = attrs.field(init=False)  # parsed WMS/WMTS documents
+    service_info: TTLCache[str, dict[str, Any]] = attrs.field(init=False)  # ArcGIS ?f=json
+    tokens: LRUCache[str, Any] = attrs.field(init=False)  # ArcGIS tokens, expiry inside
     limits: LRUCache[tuple[str, int, float | None], ServerLimits] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.capabilities = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+        self.service_info = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+        self.tokens = LRUCache(maxsize=256)
         self.limits = LRUCache(maxsize=1024)
 
     def limits_for(self, config: ServerBase) -> ServerLimits:
@@ -111,10 +123,6 @@ class ServerConnection:
     ) -> FetchedImage | None:
         """Fetch an image; ``None`` when the upstream has none there (404, 204, empty)."""
         return check_image(await self.get(url, params, headers), self.secrets)
-
-    def redact(self, text: str) -> str:
-        """``text`` with this server's secrets masked."""
-        return redact_text(text, self.secrets)
 
 
 def check_status(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> None:

@@ -3,18 +3,18 @@
 OWSLib would fetch synchronously and parse with entity expansion allowed; instead the
 bytes are fetched here, screened by defusedxml (no DTD, no entities: SPEC §8) and only
 then handed to a parser, off the event loop. Parsed documents are cached for a while
-per URL and parameters.
+per server access fingerprint, URL, parameters and parser.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
+from proxy.cache.keys import digest
 from proxy.upstream.base import ServerConnection, check_status, raise_for_document
 from streaming.errors import SourceBadResponse
 
@@ -57,8 +57,8 @@ async def cached_capabilities(
 ) -> T:
     """Fetch, screen and ``parse`` (in the executor) a capabilities document, with a TTL cache.
 
-    The cache key holds the URL and query, plus the header names and a hash of the header
-    values, so two configs with other credentials never share a parse.
+    The key holds the config's access fingerprint (credentials through a keyed hash), so
+    two configs with other credentials never share a parse.
     """
     ctx = connection.ctx
     key = _cache_key(connection, url, params, parse)
@@ -82,7 +82,7 @@ async def cached_capabilities(
 def _cache_key(
     connection: ServerConnection, url: str, params: Mapping[str, str], parse: Callable[..., Any]
 ) -> str:
-    config = connection.config
-    secret = repr(sorted(config.headers.items()) + sorted(config.params.items()))
-    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
-    return f"{parse.__module__}.{parse.__qualname__}|{url}|{sorted(params.items())}|{digest}"
+    access = connection.ctx.fingerprints.access(connection.config)
+    parser = f"{parse.__module__}.{parse.__qualname__}"
+    # The URL may carry a key in its query: hash it with the rest rather than keep it.
+    return digest([access, parser, url, sorted(params.items())])

@@ -116,3 +116,22 @@ async def test_failed_test_exits_non_zero(tmp_path):
     assert code == 1
     assert json.loads(out)["error"]["code"] == "upstream_unavailable"
     assert not (tmp_path / "none.png").exists()
+
+
+def test_test_uses_the_probe_entry_point_in_process(tmp_path, monkeypatch, capsys):
+    from proxy.cli import main
+
+    monkeypatch.setenv("IMAGERY_PROXY_DATA_DIR", str(tmp_path / "data"))
+    config = tmp_path / "s.json"
+    config.write_text(
+        json.dumps({"type": "xyz", "name": "x", "url": "http://127.0.0.1:9/{z}/{x}/{y}"})
+    )
+    # no place given and none in the config: the request is refused before any request
+    assert main(["servers", "test", str(config)]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "invalid_input"
+    # an invalid unsaved config is reported with the findings about its URL
+    config.write_text(json.dumps({"type": "xyz", "name": "x", "url": "http://h/latest.png"}))
+    assert main(["servers", "test", str(config), "--lat", "1", "--lon", "1"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"]["code"] == "invalid_input"
+    assert [f["code"] for f in report["findings"]] == ["no_placeholders"]

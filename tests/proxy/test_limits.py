@@ -9,8 +9,8 @@ from proxy.net.client import UpstreamClient
 from proxy.net.limits import CircuitBreaker
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
-from proxy.schemas import parse_config
 from proxy.upstream.base import UpstreamContext
+from proxy.upstream.registry import parse_config
 from proxy.upstream.xyz import XYZSource
 from streaming.errors import SourceUnavailable
 from streaming.types import TileIndex

@@ -7,7 +7,7 @@ import base64
 import pytest
 from rasterio.io import MemoryFile
 
-from proxy.schemas import parse_config
+from proxy.upstream.registry import parse_config
 from streaming.reader import preview_grid
 from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
 from tests.upstreams.arcgis import PASSWORD, USER, arcgis_app

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from proxy.errors import InvalidInput
-from proxy.schemas import parse_config
 from proxy.upstream.arcgis import ArcGISExportSource, ArcGISTileSource, describe_arcgis, open_arcgis
 from proxy.upstream.arcgis_auth import generate_token_url, service_roots
 from proxy.upstream.arcgis_service import tile_scheme
+from proxy.upstream.registry import parse_config
 from streaming.decode import decode_rgba
 from streaming.encode import encode_png
 from streaming.errors import SourceAuthError, SourceUnsupported

@@ -6,7 +6,7 @@ import pytest
 from rasterio.crs import CRS
 
 from proxy.errors import InvalidInput
-from proxy.schemas import parse_config
+from proxy.upstream.registry import parse_config
 from proxy.upstream.wms import (
     GetMapSettings,
     WMSSource,

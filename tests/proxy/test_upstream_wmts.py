@@ -7,7 +7,8 @@ import math
 import pytest
 
 from proxy.errors import InvalidInput
-from proxy.schemas import XYZConfig, parse_config
+from proxy.schemas import XYZConfig
+from proxy.upstream.registry import parse_config
 from proxy.upstream.wmts import (
     capabilities_params,
     describe_wmts,

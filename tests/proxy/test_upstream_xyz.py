@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from proxy.schemas import parse_config
+from proxy.upstream.registry import parse_config
 from proxy.upstream.xyz import XYZSource, quadkey, tile_url
 from streaming.encode import encode_png
 from streaming.errors import SourceAuthError, SourceWrongContentType

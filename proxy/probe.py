@@ -1,7 +1,9 @@
 """Test connection: fetch a preview at a place and resolution, and explain what went wrong.
 
-The preview is read through the same streaming path as any read; every upstream request
-is recorded (secrets redacted) and each failure becomes a finding with a hint.
+A use case of the service, not an adapter: :func:`probe_server` is the one entry point of
+the HTTP handler and of ``imagery-proxy servers test``. The preview is read through the
+same streaming path as any read; every upstream request is recorded (secrets redacted)
+and each failure becomes a finding with a hint.
 """
 
 from __future__ import annotations
@@ -10,23 +12,37 @@ import math
 from typing import Any
 
 import attrs
+from pydantic import ValidationError
 
-from proxy.errors import NoData, ResolutionNotSupported
+from proxy.catalog.base import ServerRecord
+from proxy.errors import InvalidInput, NoData, ResolutionNotSupported
 from proxy.net.client import REQUEST_LOG, RequestRecord
-from proxy.schemas import ENCODED_PLACEHOLDER, ServerConfig
+from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
+from proxy.services import Services
 from proxy.upstream.base import UpstreamContext
-from proxy.upstream.sources import open_source
+from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
 from streaming.decode import decode_rgba, is_blank
 from streaming.encode import encode_png
 from streaming.grid import is_web_mercator
-from streaming.reader import ReadLimits, ReadResult, SourceReader, preview_grid
-from streaming.sources import TileSource
+from streaming.reader import ReadResult, SourceReader, preview_grid
+from streaming.sources import Source, TileSource
 from streaming.types import TileIndex
 
 # Fallback resolution for bbox sources (WMS, ArcGIS export), which have no native zoom.
 BBOX_DEFAULT_RESOLUTION = 10.0
 METRES_PER_DEGREE = 2 * math.pi * 6378137.0 / 360
+MIN_PREVIEW_SIZE, MAX_PREVIEW_SIZE = 16, 2048
+
+
+@attrs.frozen(kw_only=True)
+class ProbeRequest:
+    """Where and how to test; what is ``None`` comes from the config or the settings."""
+
+    lat: float | None = None
+    lon: float | None = None
+    resolution: float | None = None  # m/px; default: the config's, else the finest served
+    size: int | None = None  # px; default: the settings' preview_size
 
 
 @attrs.frozen
@@ -41,10 +57,10 @@ class Finding:
 
 @attrs.define
 class ProbeResult:
-    """The outcome of a test connection."""
+    """The outcome of a test connection (no place when the config itself is invalid)."""
 
-    lat: float
-    lon: float
+    lat: float | None = None
+    lon: float | None = None
     resolution: float | None = None
     zoom: int | None = None
     png: bytes | None = None
@@ -88,29 +104,38 @@ def url_findings(raw: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-async def test_connection(
-    config: ServerConfig,
-    ctx: UpstreamContext,
-    *,
-    lat: float,
-    lon: float,
-    resolution: float | None,
-    size: int,
-    limits: ReadLimits,
+async def probe_server(
+    services: Services, server: ServerRecord | dict[str, Any], ask: ProbeRequest
 ) -> ProbeResult:
-    """Read a ``size`` px preview at lat/lon; errors are kept in the result, not raised."""
-    result = ProbeResult(lat, lon, resolution)
+    """Test a saved server (its opened source is reused) or an unsaved config.
+
+    Problems of the request (place, size, resolution) raise :class:`InvalidInput`; an
+    invalid unsaved config, and every upstream failure, are kept in the result with
+    their findings, not raised.
+    """
+    if isinstance(server, ServerRecord):
+        findings: list[Finding] = []
+        config = parse_config(server.config)
+    else:
+        findings = url_findings(server)
+        try:
+            config = parse_config(server)
+        except InvalidInput as exc:
+            return ProbeResult(findings=findings, error=exc)
+    lat, lon = _place(config, ask)
+    size = services.settings.preview_size if ask.size is None else ask.size
+    if not MIN_PREVIEW_SIZE <= size <= MAX_PREVIEW_SIZE:
+        raise InvalidInput(f"size must be between {MIN_PREVIEW_SIZE} and {MAX_PREVIEW_SIZE} px")
+    if ask.resolution is not None and ask.resolution <= 0:
+        raise InvalidInput("resolution must be a positive number of m/px")
+    result = ProbeResult(lat, lon, ask.resolution, findings=findings)
     token = REQUEST_LOG.set(result.requests)
     try:
-        source = await open_source(config, ctx)
-        if result.resolution is None:
-            result.resolution = default_resolution(config, source, lat)
-        reader = SourceReader(source, ctx.executor, limits)
-        read = await reader.read(preview_grid(lat, lon, result.resolution, size))
-        result.zoom = read.zoom
-        await _check_data(source, read, result, ctx)
-        result.findings.extend(_upsampling(source, result))
-        result.png = await ctx.run(encode_png, read.rgba)
+        if isinstance(server, ServerRecord):
+            source = await services.sources.get(server)
+        else:
+            source = await open_source(config, services.upstream)
+        await _preview(source, config, result, services, lat=lat, lon=lon, size=size)
     except se.CodedError as exc:
         result.error = exc
         result.findings.append(finding_for(exc))
@@ -119,8 +144,49 @@ async def test_connection(
     return result
 
 
+def _place(config: ServerConfig, ask: ProbeRequest) -> tuple[float, float]:
+    """The asked lat/lon, else the config's preview point."""
+    if ask.lat is None or ask.lon is None:
+        if config.preview is None:
+            raise InvalidInput(
+                "lat and lon are required", hint="give lat/lon, or a preview point in the config"
+            )
+        return config.preview.lat, config.preview.lon
+    try:
+        point = LatLon(lat=ask.lat, lon=ask.lon)
+    except ValidationError:
+        raise InvalidInput("lat must be within ±85.05 and lon within ±180") from None
+    return point.lat, point.lon
+
+
+async def _preview(
+    source: Source,
+    config: ServerConfig,
+    result: ProbeResult,
+    services: Services,
+    *,
+    lat: float,
+    lon: float,
+    size: int,
+) -> None:
+    """Read the ``size`` px preview at lat/lon into ``result``; raise what went wrong."""
+    ctx = services.upstream
+    if result.resolution is None:
+        result.resolution = default_resolution(config, source, lat)
+    reader = SourceReader(source, ctx.executor, services.read_limits)
+    read = await reader.read(preview_grid(lat, lon, result.resolution, size))
+    result.zoom = read.zoom
+    await _check_data(source, read, (lat, lon), ctx, result)
+    result.findings.extend(_upsampling(source, lat, result.resolution))
+    result.png = await ctx.run(encode_png, read.rgba)
+
+
 async def _check_data(
-    source: object, read: ReadResult, result: ProbeResult, ctx: UpstreamContext
+    source: object,
+    read: ReadResult,
+    place: tuple[float, float],
+    ctx: UpstreamContext,
+    result: ProbeResult,
 ) -> None:
     """Raise when the preview holds no data, saying at which coarser zoom data exists."""
     if read.requests == 0:
@@ -139,9 +205,9 @@ async def _check_data(
             )
         return
     if isinstance(source, TileSource) and read.zoom is not None:
-        deepest = await deepest_zoom_with_data(source, ctx, result.lat, result.lon, read.zoom - 1)
+        deepest = await deepest_zoom_with_data(source, ctx, *place, read.zoom - 1)
         if deepest is not None:
-            res = matrix_ground_resolution(source, deepest, result.lat)
+            res = matrix_ground_resolution(source, deepest, place[0])
             raise ResolutionNotSupported(
                 f"no data at zoom {read.zoom} here; the deepest zoom with data is {deepest}",
                 hint=f"resolution not supported, try {res:.2f} m/px",
@@ -154,18 +220,18 @@ async def _check_data(
     )
 
 
-def _upsampling(source: object, result: ProbeResult) -> list[Finding]:
+def _upsampling(source: object, lat: float, resolution: float) -> list[Finding]:
     """A warning when the asked resolution is finer than the finest the source serves."""
-    if not isinstance(source, TileSource) or result.resolution is None:
+    if not isinstance(source, TileSource):
         return []
-    finest = matrix_ground_resolution(source, source.max_zoom, result.lat)
-    if result.resolution >= finest * 0.99:
+    finest = matrix_ground_resolution(source, source.max_zoom, lat)
+    if resolution >= finest * 0.99:
         return []
     return [
         Finding(
             "finer_than_source",
             "warning",
-            f"{result.resolution:g} m/px is finer than the source's finest zoom "
+            f"{resolution:g} m/px is finer than the source's finest zoom "
             f"({source.max_zoom}, {finest:.2f} m/px here): the preview is upsampled",
             f"import at {finest:.2f} m/px or coarser; finer pixels add no detail",
         )

@@ -1,0 +1,1 @@
+"""Caches of the service: server fingerprints and opened sources (tiles next)."""

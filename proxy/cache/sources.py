@@ -1,0 +1,57 @@
+"""Opened sources of saved servers, so a request does not re-open (and re-read) its source.
+
+Opening a WMS, WMTS or ArcGIS source reads its capabilities and checks the config against
+them; an opened source is reused for as long as its server is unchanged. One entry per
+server id, valid for the record's ``updated_at`` and config: an edit makes the next
+request re-open, a delete drops the entry. Configs tested before they are saved are not
+kept: they are one-off trials, and their documents are cached by fingerprint anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from cachetools import LRUCache
+
+from proxy.catalog.base import ServerRecord
+from proxy.upstream.base import UpstreamContext
+from proxy.upstream.registry import open_source, parse_config
+from streaming.sources import Source
+
+
+@attrs.frozen
+class _Opened:
+    updated_at: str
+    config: dict[str, Any]
+    source: Source
+
+
+class OpenSources:
+    """A bounded LRU of opened sources per saved server."""
+
+    def __init__(self, ctx: UpstreamContext, maxsize: int = 256) -> None:
+        self._ctx = ctx
+        self._opened: LRUCache[str, _Opened] = LRUCache(maxsize=maxsize)
+
+    async def get(self, record: ServerRecord) -> Source:
+        """The source of ``record``: the one opened before, or a new one."""
+        opened = self._opened.get(record.id)
+        # The config is compared too: two edits within one timestamp tick still differ.
+        if (
+            opened is not None
+            and opened.updated_at == record.updated_at
+            and opened.config == record.config
+        ):
+            return opened.source
+        source = await open_source(parse_config(record.config), self._ctx)
+        self._opened[record.id] = _Opened(record.updated_at, record.config, source)
+        return source
+
+    def forget(self, server_id: str) -> None:
+        """Drop the source of a deleted server."""
+        self._opened.pop(server_id, None)
+
+    def __len__(self) -> int:
+        """How many sources are kept."""
+        return len(self._opened)
