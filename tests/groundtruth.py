@@ -6,13 +6,15 @@ random blobs, so a shift of one pixel, a flip or a swapped axis shows up as a la
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from pyproj import Transformer
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 from rasterio.warp import reproject
 
 from streaming.mosaic import Grid
@@ -24,6 +26,60 @@ CENTER_X, CENTER_Y = Transformer.from_crs(4326, 3857, always_xy=True).transform(
 )
 GT_RES = 4.777314267823516  # Web Mercator zoom 15 pixel size
 GT_SIZE = 2048
+MERCATOR = CRS.from_epsg(3857)
+
+
+def preview_grid(lat: float, lon: float, resolution: float, size: int) -> Grid:
+    """The grid a preview at lat/lon must land on, from first principles (not the product's code).
+
+    A ``size`` px square in Web Mercator centred on the point, whose pixels measure
+    ``resolution`` metres on the ground there: Mercator stretches by 1/cos(lat).
+    """
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    res = resolution / math.cos(math.radians(lat))
+    half = res * size / 2
+    return Grid(MERCATOR, Affine(res, 0.0, x - half, 0.0, -res, y + half), size, size)
+
+
+def envelope(grid: Grid, crs: CRS, samples: int = 64) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) in ``crs`` of ``grid``'s outline, densely sampled."""
+    t = np.linspace(0.0, 1.0, samples + 1)
+    cols = np.concatenate([t, np.ones_like(t), t, np.zeros_like(t)]) * grid.width
+    rows = np.concatenate([np.zeros_like(t), t, np.ones_like(t), t]) * grid.height
+    a, _, c, _, e, f = grid.transform[:6]
+    xs, ys = c + cols * a, f + rows * e
+    x, y = Transformer.from_crs(grid.crs, crs, always_xy=True).transform(xs, ys)
+    return float(np.min(x)), float(np.min(y)), float(np.max(x)), float(np.max(y))
+
+
+def tiles_by_hand(
+    bbox: tuple[float, float, float, float],
+    origin: tuple[float, float],
+    cell: float,
+    matrix: tuple[int, int],
+    *,
+    tile: int = 256,
+    bottom_left: bool = False,
+) -> set[tuple[int, int]]:
+    """(col, row) of every tile of one matrix that ``bbox`` touches, from its definition.
+
+    ``origin`` is (x, y) of the matrix corner of origin, ``matrix`` its (width, height) in
+    tiles. Rows count down from a top-left origin and up from a bottom-left one. Edges
+    falling on a tile boundary are refused: the expected set would hinge on a tolerance.
+    """
+    left, bottom, right, top = bbox
+    span = cell * tile
+    ox, oy = origin
+    x0, x1 = (left - ox) / span, (right - ox) / span
+    if bottom_left:
+        y0, y1 = (bottom - oy) / span, (top - oy) / span
+    else:
+        y0, y1 = (oy - top) / span, (oy - bottom) / span
+    for v in (x0, x1, y0, y1):
+        assert abs(v - round(v)) > 1e-3, f"bbox edge on a tile boundary ({v})"
+    cols = range(max(math.floor(x0), 0), min(math.floor(x1), matrix[0] - 1) + 1)
+    rows = range(max(math.floor(y0), 0), min(math.floor(y1), matrix[1] - 1) + 1)
+    return {(c, r) for c in cols for r in rows}
 
 
 def write_ground_truth(path: Path) -> Path:

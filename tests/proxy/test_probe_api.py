@@ -11,8 +11,13 @@ import pytest
 import trustme
 from rasterio.io import MemoryFile
 
-from streaming.reader import preview_grid
-from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
+from tests.groundtruth import (
+    CENTER_LAT,
+    CENTER_LON,
+    assert_pixels_match,
+    expected,
+    preview_grid,
+)
 from tests.upstreams.xyz import xyz_app
 
 PLACE = {"lat": CENTER_LAT, "lon": CENTER_LON, "resolution": 10.0, "size": 256}

@@ -8,8 +8,13 @@ import pytest
 from rasterio.io import MemoryFile
 
 from proxy.upstream.registry import parse_config
-from streaming.reader import preview_grid
-from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
+from tests.groundtruth import (
+    CENTER_LAT,
+    CENTER_LON,
+    assert_pixels_match,
+    expected,
+    preview_grid,
+)
 from tests.upstreams.arcgis import PASSWORD, USER, arcgis_app
 from tests.upstreams.wms import wms_app
 from tests.upstreams.wmts import wmts_app
