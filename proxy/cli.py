@@ -104,7 +104,7 @@ def cmd_servers_add(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> dict[str, Any]:
         async with open_services(settings) as services:
-            record = await services.catalog.create_server(stored_dict(config))
+            record = await services.catalog.servers.create(stored_dict(config))
             return {"id": record.id, **public_view(record.config)}
 
     _print_json(asyncio.run(run()))
@@ -116,7 +116,7 @@ def cmd_servers_list(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> list[dict[str, Any]]:
         async with open_services(settings) as services:
-            records = await services.catalog.list_servers()
+            records = await services.catalog.servers.all()
             return [{"id": r.id, **public_view(r.config)} for r in records]
 
     servers = asyncio.run(run())
@@ -155,7 +155,7 @@ async def _load_server(services: Services, ref: str) -> ServerRecord | dict[str,
     if path.suffix == ".json" and path.exists():
         raw: dict[str, Any] = orjson.loads(path.read_bytes())
         return raw
-    record = await services.catalog.get_server(ref)
+    record = await services.catalog.servers.get(ref)
     if record is None:
         raise NotFound(f"no server with id {ref!r}")
     return record

@@ -10,7 +10,11 @@ from typing import Any
 
 import attrs
 
+from streaming.reader import ReadLimits
+
 ENV_PREFIX = "IMAGERY_PROXY_"
+# The library's read budgets are the service's defaults: one source of truth.
+READ_DEFAULTS = ReadLimits()
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -39,9 +43,9 @@ class Settings:
     breaker_cooldown: float = attrs.field(default=30.0, converter=float)
     upstream_max_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
     upstream_connections: int = attrs.field(default=100, converter=int)
-    max_image_pixels: int = attrs.field(default=8192 * 8192, converter=int)
-    max_read_pixels: int = attrs.field(default=4096 * 4096, converter=int)
-    max_read_requests: int = attrs.field(default=256, converter=int)
+    max_image_pixels: int = attrs.field(default=READ_DEFAULTS.max_image_pixels, converter=int)
+    max_read_pixels: int = attrs.field(default=READ_DEFAULTS.max_pixels, converter=int)
+    max_read_requests: int = attrs.field(default=READ_DEFAULTS.max_requests, converter=int)
     preview_size: int = attrs.field(default=512, converter=int)
     capabilities_ttl: float = attrs.field(default=300.0, converter=float)
     log_level: str = "INFO"

@@ -14,7 +14,7 @@ import attrs
 from proxy.cache.keys import Fingerprints
 from proxy.cache.sources import OpenSources
 from proxy.catalog.base import Catalog
-from proxy.catalog.sqlite import SQLiteCatalog
+from proxy.catalog.sqlite import open_catalog
 from proxy.config import Settings
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
@@ -51,7 +51,7 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the catalog, the executor and the upstream client; close them on exit."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = await SQLiteCatalog(settings.catalog_path).open()
+    catalog = await open_catalog(settings.catalog_path)
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
     executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")

@@ -27,7 +27,7 @@ def server_view(record: ServerRecord) -> dict[str, Any]:
 async def get_record(request: web.Request) -> ServerRecord:
     """The server named by the ``id`` path parameter, or :class:`NotFound`."""
     server_id = request.match_info["id"]
-    record = await request.app[SERVICES].catalog.get_server(server_id)
+    record = await request.app[SERVICES].catalog.servers.get(server_id)
     if record is None:
         raise NotFound(f"no server with id {server_id!r}")
     return record
@@ -35,14 +35,14 @@ async def get_record(request: web.Request) -> ServerRecord:
 
 async def list_servers(request: web.Request) -> web.Response:
     """GET /servers."""
-    records = await request.app[SERVICES].catalog.list_servers()
+    records = await request.app[SERVICES].catalog.servers.all()
     return json_response({"servers": [server_view(r) for r in records]})
 
 
 async def create_server(request: web.Request) -> web.Response:
     """POST /servers: validate and store a new server."""
     config = parse_config(await read_json(request))
-    record = await request.app[SERVICES].catalog.create_server(stored_dict(config))
+    record = await request.app[SERVICES].catalog.servers.create(stored_dict(config))
     return json_response(server_view(record), 201, {"Location": f"/servers/{record.id}"})
 
 
@@ -56,7 +56,7 @@ async def edit_server(request: web.Request) -> web.Response:
     record = await get_record(request)
     changes = json_object(await read_json(request))
     config = parse_config(merge_config(record.config, changes))
-    updated = await request.app[SERVICES].catalog.update_server(record.id, stored_dict(config))
+    updated = await request.app[SERVICES].catalog.servers.update(record.id, stored_dict(config))
     if updated is None:  # deleted meanwhile
         raise NotFound(f"no server with id {record.id!r}")
     return json_response(server_view(updated))
@@ -65,7 +65,7 @@ async def edit_server(request: web.Request) -> web.Response:
 async def delete_server(request: web.Request) -> web.Response:
     """DELETE /servers/{id}."""
     record = await get_record(request)
-    await request.app[SERVICES].catalog.delete_server(record.id)
+    await request.app[SERVICES].catalog.servers.delete(record.id)
     request.app[SERVICES].sources.forget(record.id)
     return web.Response(status=204)
 
@@ -76,5 +76,5 @@ async def duplicate_server(request: web.Request) -> web.Response:
     overrides = json_object(await read_json(request, required=False))
     overrides.setdefault("name", f"{record.config['name']} (copy)")
     config = parse_config(merge_config(record.config, overrides))
-    copy = await request.app[SERVICES].catalog.create_server(stored_dict(config))
+    copy = await request.app[SERVICES].catalog.servers.create(stored_dict(config))
     return json_response(server_view(copy), 201, {"Location": f"/servers/{copy.id}"})

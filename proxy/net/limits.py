@@ -14,9 +14,14 @@ from streaming.errors import SourceUnavailable
 class CircuitBreaker:
     """Fails fast after ``threshold`` failures in a row, for ``cooldown`` seconds.
 
-    After the cooldown one request goes through (half-open): success closes the
-    circuit, failure opens it again. A down upstream then costs one request per
+    After the cooldown the circuit is half-open: exactly one request (the trial) goes
+    through while every other fails fast. The trial's success closes the circuit, its
+    failure opens it for another cooldown. A down upstream then costs one request per
     cooldown instead of a timeout per request.
+
+    The trial belongs to an ``owner`` (the asyncio task making it): when that request ends
+    without a verdict (cancelled, or an error that says nothing of the upstream), :meth:`release`
+    hands the trial to the next caller instead of leaving the circuit half-open for good.
     """
 
     def __init__(
@@ -27,11 +32,18 @@ class CircuitBreaker:
         self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
+        self.trial: object | None = None  # owner of the half-open trial in flight
 
     def check(self) -> None:
-        """Raise :class:`SourceUnavailable` while the circuit is open."""
+        """Raise :class:`SourceUnavailable` unless a request could go through now."""
         if self.opened_at is None:
             return
+        if self.trial is not None:
+            raise SourceUnavailable(
+                f"the upstream failed {self.failures} times in a row; "
+                "one trial request is testing it now",
+                hint="the server looks down; cached data is still served where there is some",
+            )
         left = self.opened_at + self.cooldown - self.clock()
         if left > 0:
             raise SourceUnavailable(
@@ -39,10 +51,16 @@ class CircuitBreaker:
                 f"not asking it again for {left:.0f} s",
                 hint="the server looks down; cached data is still served where there is some",
             )
-        self.opened_at = None  # half-open: let this request try
+
+    def admit(self, owner: object) -> None:
+        """Let ``owner``'s request through, or raise; past the cooldown it becomes the trial."""
+        self.check()
+        if self.opened_at is not None:
+            self.trial = owner
 
     def record(self, ok: bool) -> None:
-        """Count a success (closes the circuit) or a failure (may open it)."""
+        """Count a success (closes the circuit) or a failure (may open it again)."""
+        self.trial = None
         if ok:
             self.failures, self.opened_at = 0, None
             return
@@ -50,9 +68,18 @@ class CircuitBreaker:
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
 
+    def release(self, owner: object) -> None:
+        """``owner``'s request ended; a trial that left no verdict goes to the next caller."""
+        if self.trial is owner:
+            self.trial = None
+
 
 class ServerLimits:
-    """A server's concurrency cap, request rate and breaker, shared by all its sources."""
+    """A server's concurrency cap, request rate and breaker, shared by all its sources.
+
+    ``async with limits:`` wraps one upstream request, which calls ``limits.breaker.record``
+    with its outcome before leaving the block.
+    """
 
     def __init__(
         self,
@@ -65,14 +92,18 @@ class ServerLimits:
         self.breaker = breaker
 
     async def __aenter__(self) -> None:
-        self.breaker.check()
+        self.breaker.check()  # fail fast without queueing
         await self.semaphore.acquire()
-        if self.rate is not None:
-            try:
+        try:
+            if self.rate is not None:
                 await self.rate.acquire()
-            except BaseException:
-                self.semaphore.release()
-                raise
+            # Again after the wait: requests queued behind a hanging server fail fast
+            # once the breaker opened, and only a request about to be sent is the trial.
+            self.breaker.admit(asyncio.current_task())
+        except BaseException:
+            self.semaphore.release()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
+        self.breaker.release(asyncio.current_task())
         self.semaphore.release()

@@ -78,7 +78,7 @@ async def test_credentials_are_write_only(api):
     catalog = api.server.app
     from proxy.keys import SERVICES
 
-    stored = await catalog[SERVICES].catalog.get_server(created["id"])
+    stored = await catalog[SERVICES].catalog.servers.get(created["id"])
     assert stored.config["params"] == {"apikey": SECRET}
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from proxy.config import Settings, load_settings
+from streaming.reader import ReadLimits
 
 
 def test_defaults_need_no_config():
@@ -88,3 +89,12 @@ async def test_serve_runs_on_embedded_defaults(tmp_path):
         proc.terminate()
         _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert b"Traceback" not in err
+
+
+def test_read_budgets_default_to_the_library_s():
+    settings, library = Settings(), ReadLimits()
+    assert (settings.max_read_pixels, settings.max_read_requests, settings.max_image_pixels) == (
+        library.max_pixels,
+        library.max_requests,
+        library.max_image_pixels,
+    )

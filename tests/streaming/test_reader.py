@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import morecantile
+import numpy as np
 import pyproj
 import pytest
 from morecantile import TileMatrixSet
@@ -136,10 +137,27 @@ async def test_read_past_the_request_budget_is_refused_before_fetching(renderer)
     assert source.fetched == []
 
 
-def test_split_request_covers_every_pixel_once():
-    parts = split_request(1000, 301, 256, 256)
-    assert sum(w * h for _, _, w, h in parts) == 1000 * 301
-    assert max(w for _, _, w, _ in parts) <= 256 and max(h for *_, h in parts) <= 256
+@pytest.mark.parametrize(
+    ("width", "height", "max_width", "max_height"),
+    [
+        (1000, 301, 256, 256),
+        (256, 256, 200, 150),
+        (513, 1, 256, 4096),
+        (7, 9, 1, 2),
+        (64, 64, 64, 64),
+    ],
+)
+def test_split_request_covers_every_pixel_once(width, height, max_width, max_height):
+    parts = split_request(width, height, max_width, max_height)
+    # Count per pixel: a gap and an overlap would cancel in a sum of areas.
+    coverage = np.zeros((height, width), dtype=np.int32)
+    for col, row, w, h in parts:
+        assert 0 < w <= max_width and 0 < h <= max_height
+        assert col >= 0 and row >= 0 and col + w <= width and row + h <= height
+        coverage[row : row + h, col : col + w] += 1
+    assert (coverage == 1).all()
+    # As few parts as the max size allows.
+    assert len(parts) == math.ceil(width / max_width) * math.ceil(height / max_height)
 
 
 async def test_read_outside_the_tile_matrix_set_is_empty_without_requests(renderer):

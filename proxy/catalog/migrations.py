@@ -1,0 +1,58 @@
+"""The SQLite catalog's schema history, applied at start under ``PRAGMA user_version``.
+
+``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1``. Never edit a released
+step: append a new one. Version 0 is a new file, or the first release's file (its
+``servers`` table was made without ever setting ``user_version``), hence the
+``IF NOT EXISTS`` in step 1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+Migration = tuple[str, ...]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    # 1: servers, as the first release made them
+    (
+        """CREATE TABLE IF NOT EXISTS servers (
+            id TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ),
+    # 2: the list order (oldest first; rowid, which every index entry carries, breaks
+    # ties in one millisecond) without sorting the whole table
+    ("CREATE INDEX servers_by_age ON servers (created_at)",),
+)
+
+
+class CatalogTooNew(RuntimeError):
+    """The file was written by a newer release, whose schema this one does not know."""
+
+
+def migrate(db: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Bring ``db`` to the latest version in one transaction; return that version.
+
+    ``BEGIN IMMEDIATE`` takes the write lock before the version is read, so two processes
+    starting together (``serve`` and a CLI command) apply each step once. A failing step
+    rolls every step back: the file stays at the version it had.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(migrations):
+            raise CatalogTooNew(
+                f"the catalog is at schema version {version}; this release knows up to "
+                f"{len(migrations)}: upgrade imagery-proxy"
+            )
+        for step in migrations[version:]:
+            for statement in step:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(migrations)}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(migrations)
