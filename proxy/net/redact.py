@@ -88,8 +88,8 @@ def unmask_url(url: str, stored: str) -> str:
         return url
     netloc = new.netloc
     if new.password == MASK and old.password:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}:{old.password}@{host}"
+        userinfo, address = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:{old.password}@{address}"
     olds: dict[str, str] = {}
     for key, _value, raw in _pieces(old.query):
         olds.setdefault(key, raw)

@@ -135,7 +135,7 @@ def normalize_xyz(data: dict[str, Any]) -> Normalized:
     out, notes = dict(data), []
     form = canonical(url.strip())
     out["url"] = form.url
-    if form.url != url.strip():
+    if form.url != decode_braces(url.strip()):  # decoding alone: test connection says so
         notes.append(
             Note("template_normalized", "info", f"the template is stored as {mask_url(form.url)}")
         )
@@ -225,8 +225,8 @@ def normalize_arcgis(data: dict[str, Any]) -> Normalized:
     dropped = []
     for key, value, _raw in form.query:
         if key == "token" and value:
-            params = out.get("params") if isinstance(out.get("params"), dict) else {}
-            out["params"] = {"token": value, **params}
+            params = out.get("params")
+            out["params"] = {"token": value, **(params if isinstance(params, dict) else {})}
         elif (
             key == "format"
             and form.rest.lower() in ("export", "exportimage")
