@@ -114,7 +114,8 @@ def canonical(template: str) -> Canonical:
             subdomains = token.choices
             parts.append("{s}")
         else:
-            offsets.add(token.offset)
+            if token.kind == "z":
+                offsets.add(token.offset)
             parts.append("{" + token.text + "}")
     if len(offsets) > 1:
         raise ValueError("the template has {zoom} with different offsets")
