@@ -19,6 +19,7 @@ from proxy.errors import NotFound, ProxyError, error_body
 from proxy.probe import ProbeRequest, probe_server
 from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
+from proxy.upstream.detect import normalize
 from proxy.upstream.registry import SERVER_TYPES, parse_config
 
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     servers = commands.add_parser("servers", help="imagery servers in the catalog")
     sub = servers.add_subparsers(title="servers commands")
     add = sub.add_parser("add", help="register a server (validated like POST /servers)")
-    add.add_argument("--type", choices=SERVER_TYPES)
+    add.add_argument("--type", choices=SERVER_TYPES, help="default: guessed from --url")
     add.add_argument("--name")
     add.add_argument("--url")
     add.add_argument("--resolution", type=float, help="import resolution, m/px")
@@ -100,6 +101,10 @@ def cmd_servers_add(args: argparse.Namespace, settings: Settings) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         raw[key] = _json_or_str(value)
+    if "type" not in raw:  # any pasted URL: the type is guessed as POST /servers/detect does
+        raw, notes = normalize(raw, guess=True)
+        for note in notes:
+            print(f"{note.severity}: {note.message}", file=sys.stderr)
     config = parse_config(raw)
 
     async def run() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
 from proxy.services import Services
 from proxy.upstream.base import UpstreamContext
+from proxy.upstream.detect import normalize
 from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
 from streaming.decode import decode_rgba, is_blank
@@ -82,7 +83,7 @@ class ProbeResult:
 def url_findings(raw: dict[str, Any]) -> list[Finding]:
     """Findings about the URL as the user typed it (before validation normalized it)."""
     url = str(raw.get("url", ""))
-    findings = []
+    findings = [Finding(n.code, n.severity, n.message, n.hint) for n in normalize(raw)[1]]
     if ENCODED_PLACEHOLDER.search(url):
         findings.append(
             Finding(

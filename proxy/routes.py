@@ -14,6 +14,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/servers", servers.list_servers)
     app.router.add_post("/servers", servers.create_server)
     app.router.add_post("/servers/test", probe.probe_unsaved)
+    app.router.add_post("/servers/detect", servers.detect_server)
     app.router.add_post("/servers/from-wmts", capabilities.xyz_from_wmts)
     app.router.add_post("/capabilities", capabilities.describe_unsaved)
     app.router.add_get("/servers/{id}", servers.get_server)

@@ -2,38 +2,62 @@
 
 :func:`proxy.upstream.registry.parse_config` picks the schema by ``type``.
 
-Credentials (``credentials``, the values of ``headers`` and ``params``) are write-only:
-:func:`public_view` masks them and :func:`merge_config` keeps the stored value when a
-client sends the mask back.
+Credentials (``credentials``, the values of ``headers``, ``params`` and ``keys``, and
+those inside ``url``: ``user:password@`` and secret-looking query values) are
+write-only: :func:`public_view` masks them and :func:`merge_config` keeps the stored value
+when a client sends the mask back.
+
+Validation normalizes: a pasted URL form (an XYZ dialect, a WMS GetMap request, an ArcGIS
+export or tile URL) is stored as its canonical form (:mod:`proxy.upstream.urlforms`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.net.redact import MASK
+from proxy.net.redact import MASK, has_mask, mask_url, unmask_url, url_secrets
+from proxy.upstream import templates
+from proxy.upstream.templates import ENCODED_BRACES as ENCODED_PLACEHOLDER
+from proxy.upstream.templates import quote_invalid
+from proxy.upstream.urlforms import (
+    ARCGIS_FORMATS,
+    normalize_arcgis,
+    normalize_wms,
+    normalize_xyz,
+)
 from streaming.grid import MAX_ZOOM
 
-ENCODED_PLACEHOLDER = re.compile(r"%7B(-?[a-z]+)%7D", re.I)
-XYZ_PLACEHOLDER = re.compile(r"\{(-?[a-z]+)\}")
-XYZ_KNOWN = {"x", "y", "-y", "z", "s", "q"}
-
-
-def decode_placeholders(url: str) -> str:
-    """``url`` with URL-encoded placeholders (``%7Bz%7D``) turned back into ``{z}``."""
-    return ENCODED_PLACEHOLDER.sub(lambda m: "{" + m.group(1).lower() + "}", url)
+__all__ = ["ARCGIS_FORMATS", "ENCODED_PLACEHOLDER"]
 
 
 def check_http_url(url: str) -> str:
-    """Return ``url`` stripped if it is an absolute http(s) URL with a host, else raise."""
-    url = url.strip()
-    parts = urlsplit(url)
+    """``url`` stripped and percent-encoded where invalid, if absolute http(s) with a host."""
+    url = quote_invalid(url.strip())
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        raise ValueError("must be an absolute http:// or https:// URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
+    masked = has_mask(url)
+    if masked:
+        raise ValueError(
+            f"{masked} of the URL is masked ({MASK}) and there is no stored value to keep: "
+            "send the real value"
+        )
+    return url
+
+
+def no_placeholders(url: str, kind: str) -> str:
+    """Refuse ``{...}`` left in a URL that is not a template: it would be sent literally."""
+    names = templates.placeholder_names(templates.parse(url))
+    if names:
+        listed = ", ".join("{" + n + "}" for n in sorted(names))
+        raise ValueError(f"a {kind} URL takes no placeholders; found {listed}")
     return url
 
 
@@ -67,8 +91,8 @@ class ServerBase(BaseModel):
         return check_http_url(url)
 
     def secrets(self) -> list[str]:
-        """Every secret value of this config (for redaction)."""
-        return [*self.headers.values(), *self.params.values()]
+        """Every secret value of this config (for redaction), those in the URL included."""
+        return [*self.headers.values(), *self.params.values(), *url_secrets(self.url)]
 
 
 class XYZConfig(ServerBase):
@@ -77,27 +101,32 @@ class XYZConfig(ServerBase):
     type: Literal["xyz"]
     subdomains: list[str] = Field(default_factory=list)
     min_zoom: int = Field(default=0, ge=0, le=MAX_ZOOM)
-    max_zoom: int = Field(default=19, ge=0, le=MAX_ZOOM)
+    max_zoom: int = Field(default=19, ge=0, le=MAX_ZOOM)  # past MAX_ZOOM: clamped
     tile_size: Literal[256, 512] = 256
+    # The upstream is asked for level z + zoom_offset (MapProxy-style TMS levels: -1).
+    zoom_offset: int = Field(default=0, ge=-MAX_ZOOM, le=MAX_ZOOM)
+    # Values of key placeholders ({apikey} -> "..."): write-only, like headers.
+    keys: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, data: Any) -> Any:
+        return normalize_xyz(data)[0] if isinstance(data, dict) else data
 
     @field_validator("url")
     @classmethod
-    def _template(cls, url: str) -> str:
-        url = decode_placeholders(url)
-        names = set(XYZ_PLACEHOLDER.findall(url))
-        unknown = names - XYZ_KNOWN
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{z}} {{x}} {{y}}")
-        if "q" not in names and not ({"z", "x"} <= names and names & {"y", "-y"}):
-            raise ValueError("the template needs {z}, {x} and {y} (or {-y}), or {q}")
-        return url
+    def _tiles(cls, url: str) -> str:
+        return templates.check_tiles(url)
 
     def model_post_init(self, context: Any) -> None:
-        """Check rules across fields."""
+        """Check rules across fields: the template with the same grammar that fills it."""
         if self.min_zoom > self.max_zoom:
             raise ValueError("min_zoom is greater than max_zoom")
-        if "{s}" in self.url and not self.subdomains:
-            raise ValueError("the template has {s}: give the subdomains list")
+        templates.check(self.url, self.subdomains, self.keys)
+
+    def secrets(self) -> list[str]:
+        """Every secret value of this config, the template's keys included."""
+        return [*super().secrets(), *self.keys.values()]
 
 
 class WMSConfig(ServerBase):
@@ -109,6 +138,16 @@ class WMSConfig(ServerBase):
     format: str | None = None  # default: PNG or JPEG, whichever the server offers
     crs: str | None = None  # default: EPSG:3857 if offered, else the first offered
     version: Literal["1.1.1", "1.3.0"] | None = None  # default: what the server answers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, data: Any) -> Any:
+        return normalize_wms(data)[0] if isinstance(data, dict) else data
+
+    @field_validator("url")
+    @classmethod
+    def _no_placeholders(cls, url: str) -> str:
+        return no_placeholders(url, "WMS")
 
 
 class WMTSConfig(ServerBase):
@@ -130,10 +169,6 @@ class WMTSConfig(ServerBase):
             raise ValueError("min_zoom is greater than max_zoom")
 
 
-# Image formats of export/exportImage that decode to imagery (not LERC, TIFF values, PDF).
-ARCGIS_FORMATS = ("png", "png8", "png24", "png32", "jpg", "jpgpng")
-
-
 class ArcGISConfig(ServerBase):
     """An ArcGIS MapServer or ImageServer, with optional ``username:password``."""
 
@@ -142,19 +177,25 @@ class ArcGISConfig(ServerBase):
     # export/exportImage format; default png32 (MapServer) or png (ImageServer)
     format: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, data: Any) -> Any:
+        return normalize_arcgis(data)[0] if isinstance(data, dict) else data
+
     @field_validator("url")
     @classmethod
     def _service_url(cls, url: str) -> str:
-        url = url.split("?", 1)[0].rstrip("/")
         if not url.endswith(("/MapServer", "/ImageServer")):
             raise ValueError("must end with /MapServer or /ImageServer")
-        return url
+        return no_placeholders(url, "ArcGIS")
 
     @field_validator("credentials")
     @classmethod
     def _user_password(cls, value: str | None) -> str | None:
         if value is not None and (":" not in value or value.startswith(":")):
             raise ValueError("must be username:password")
+        if value is not None and value.endswith(":" + MASK):
+            raise ValueError(f"the password is masked ({MASK}) and none is stored: send it")
         return value
 
     @field_validator("format")
@@ -182,7 +223,7 @@ class ArcGISConfig(ServerBase):
 # and described, is the table of :mod:`proxy.upstream.registry`.
 ServerConfig = XYZConfig | WMSConfig | WMTSConfig | ArcGISConfig
 
-SECRET_MAPS = ("headers", "params")
+SECRET_MAPS = ("headers", "params", "keys")
 
 
 def stored_dict(config: ServerConfig) -> dict[str, Any]:
@@ -193,6 +234,8 @@ def stored_dict(config: ServerConfig) -> dict[str, Any]:
 def public_view(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored config as the API returns it: every secret value masked."""
     view = dict(stored)
+    if isinstance(view.get("url"), str):
+        view["url"] = mask_url(view["url"])
     for key in SECRET_MAPS:
         if view.get(key):
             view[key] = dict.fromkeys(view[key], MASK)
@@ -209,7 +252,10 @@ def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, A
         if isinstance(changes.get(key), dict):
             old = stored.get(key) or {}
             merged[key] = {k: old.get(k, v) if v == MASK else v for k, v in changes[key].items()}
-    creds = changes.get("credentials")
-    if isinstance(creds, str) and creds.endswith(":" + MASK):
-        merged["credentials"] = stored.get("credentials")
+    creds, old_creds = changes.get("credentials"), stored.get("credentials")
+    if isinstance(creds, str) and creds.endswith(":" + MASK) and isinstance(old_creds, str):
+        # user:*** keeps the stored password and applies the (possibly new) user name
+        merged["credentials"] = creds[: -len(MASK)] + old_creds.split(":", 1)[1]
+    if isinstance(changes.get("url"), str) and isinstance(stored.get("url"), str):
+        merged["url"] = unmask_url(changes["url"], stored["url"])
     return {k: v for k, v in merged.items() if v is not None}

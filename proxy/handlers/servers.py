@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from proxy.catalog.base import ServerRecord
-from proxy.errors import NotFound
+from proxy.errors import InvalidInput, NotFound
 from proxy.http import json_object, json_response, read_json
 from proxy.keys import SERVICES
 from proxy.schemas import merge_config, public_view, stored_dict
-from proxy.upstream.registry import parse_config
+from proxy.upstream.detect import normalize
+from proxy.upstream.registry import SERVER_TYPES, parse_config
 
 
 def server_view(record: ServerRecord) -> dict[str, Any]:
@@ -78,3 +80,23 @@ async def duplicate_server(request: web.Request) -> web.Response:
     config = parse_config(merge_config(record.config, overrides))
     copy = await request.app[SERVICES].catalog.servers.create(stored_dict(config))
     return json_response(server_view(copy), 201, {"Location": f"/servers/{copy.id}"})
+
+
+def detect_config(raw: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The config a pasted URL (plus any fields given) would create, and the findings."""
+    if not isinstance(raw.get("url"), str):
+        raise InvalidInput("url is required", hint="paste the URL of the server, a tile or a map")
+    data, notes = normalize(raw, guess=True)
+    if data.get("type") is None:
+        raise InvalidInput(
+            "cannot tell the server type from this URL",
+            hint=f"give type too: one of {', '.join(SERVER_TYPES)}",
+        )
+    config = parse_config(data)
+    return public_view(stored_dict(config)), [attrs.asdict(n) for n in notes]
+
+
+async def detect_server(request: web.Request) -> web.Response:
+    """POST /servers/detect: the config a pasted URL would create (nothing is stored)."""
+    view, findings = detect_config(json_object(await read_json(request)))
+    return json_response({"config": view, "findings": findings})

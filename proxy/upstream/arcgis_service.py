@@ -47,21 +47,40 @@ def service_kind(url: str) -> Kind:
 
 
 def is_tiled(info: dict[str, Any]) -> bool:
-    """True when the service info declares a tile cache."""
-    cached = info.get("singleFusedMapCache") is True or info.get("cacheType") not in (None, "None")
-    return isinstance(info.get("tileInfo"), dict) and cached
+    """True when the service info declares a tile cache.
+
+    Esri often writes only ``tileInfo`` (hosted tile layers, many ImageServers): that is a
+    cache too, unless ``singleFusedMapCache: false`` or ``cacheType: "None"`` says not.
+    """
+    if not isinstance(info.get("tileInfo"), dict):
+        return False
+    fused, cache_type = info.get("singleFusedMapCache"), info.get("cacheType")
+    if fused is True or cache_type not in (None, "None"):
+        return True
+    return fused is not False and cache_type != "None"
+
+
+def tiles_only(info: dict[str, Any]) -> bool:
+    """True when the capabilities say ``TilesOnly``: export is never allowed."""
+    return "tilesonly" in _capabilities(info)
+
+
+def _capabilities(info: dict[str, Any]) -> set[str]:
+    return {c.strip().lower() for c in str(info.get("capabilities", "")).split(",")}
 
 
 def allows_export(info: dict[str, Any], kind: Kind) -> bool:
     """True when the service may render bboxes (capability ``Map`` or ``Image``)."""
-    capabilities = {c.strip().lower() for c in str(info.get("capabilities", "")).split(",")}
-    return ("image" if kind == "ImageServer" else "map") in capabilities
+    if tiles_only(info):
+        return False
+    return ("image" if kind == "ImageServer" else "map") in _capabilities(info)
 
 
 def is_lerc(info: dict[str, Any]) -> bool:
     """True when the tile cache is LERC-compressed."""
-    tile_info = info.get("tileInfo") or {}
-    return str(tile_info.get("format", "")).upper().startswith("LERC")
+    tile_info = info.get("tileInfo")
+    fmt = tile_info.get("format", "") if isinstance(tile_info, dict) else ""
+    return str(fmt).strip().upper().startswith("LERC")
 
 
 def is_lerc_body(body: bytes) -> bool:
@@ -138,12 +157,25 @@ def read_mode(info: dict[str, Any], kind: Kind) -> TileScheme | None:
     capabilities allow it (``Map``/``Image``); otherwise it is :class:`SourceUnsupported`.
     A LERC cache is never exported: it holds values (elevation), not imagery.
     """
+    if is_lerc(info):  # wherever tileInfo says so, tiled or not: values, never imagery
+        fmt = info["tileInfo"].get("format")
+        raise lerc_unsupported(f"the tile cache (tileInfo.format {fmt}) is")
     if not is_tiled(info):
+        if tiles_only(info):
+            raise SourceUnsupported(
+                "the service is TilesOnly (export is disabled) and declares no tile cache",
+                hint="use a service with a Web Mercator tile cache or with export enabled",
+            )
         return None
     try:
         return tile_scheme(info)
-    except SourceUnsupported:
-        if is_lerc(info) or not allows_export(info, kind):
+    except SourceUnsupported as exc:
+        if tiles_only(info):
+            raise SourceUnsupported(
+                f"the service is TilesOnly (export is disabled) and {exc.message}",
+                hint=WEB_MERCATOR_HINT,
+            ) from None
+        if not allows_export(info, kind):
             raise
         return None
 

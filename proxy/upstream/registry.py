@@ -16,6 +16,7 @@ from proxy.errors import InvalidInput
 from proxy.schemas import ArcGISConfig, ServerBase, ServerConfig, WMSConfig, WMTSConfig, XYZConfig
 from proxy.upstream.arcgis import describe_arcgis, open_arcgis
 from proxy.upstream.base import UpstreamContext
+from proxy.upstream.detect import normalize
 from proxy.upstream.wms import describe_wms, open_wms
 from proxy.upstream.wmts import describe_wmts, open_wmts
 from proxy.upstream.xyz import XYZSource
@@ -64,6 +65,7 @@ def parse_config(data: Any) -> ServerConfig:
     """Validate a server config; every problem becomes one :class:`InvalidInput`."""
     if not isinstance(data, dict):
         raise InvalidInput("a server config must be a JSON object")
+    data = normalize(data)[0]  # pasted URL forms: an ArcGIS export URL picked as wms, ...
     name = data.get("type")
     kind = SOURCE_TYPES.get(name) if isinstance(name, str) else None
     if kind is None:

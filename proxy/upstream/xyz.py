@@ -1,4 +1,4 @@
-"""XYZ tile servers: a URL template with {z} {x} {y}, {-y}, {s} and {q}."""
+"""XYZ tile servers: a URL template in any dialect of :mod:`proxy.upstream.templates`."""
 
 from __future__ import annotations
 
@@ -8,30 +8,17 @@ from morecantile import TileMatrixSet
 
 from proxy.schemas import XYZConfig
 from proxy.upstream.base import ServerConnection, UpstreamContext
+from proxy.upstream.templates import fill, parse, quadkey
 from streaming.grid import web_mercator_tms
 from streaming.sources import FetchedImage
 from streaming.types import TileIndex
 
-
-def quadkey(tile: TileIndex) -> str:
-    """The Bing quadkey of a tile."""
-    digits = []
-    for level in range(tile.z, 0, -1):
-        mask = 1 << (level - 1)
-        digits.append(str((1 if tile.x & mask else 0) + (2 if tile.y & mask else 0)))
-    return "".join(digits)
+__all__ = ["XYZSource", "quadkey", "tile_url"]
 
 
 def tile_url(template: str, tile: TileIndex, subdomain: str = "") -> str:
-    """Fill a template's placeholders for ``tile``."""
-    return (
-        template.replace("{z}", str(tile.z))
-        .replace("{x}", str(tile.x))
-        .replace("{-y}", str((1 << tile.z) - 1 - tile.y))
-        .replace("{y}", str(tile.y))
-        .replace("{q}", quadkey(tile))
-        .replace("{s}", subdomain)
-    )
+    """Fill a template's placeholders for ``tile`` (no keys, no zoom offset)."""
+    return fill(parse(template), tile, subdomain=subdomain)
 
 
 class XYZSource:
@@ -41,6 +28,7 @@ class XYZSource:
         self.config = config
         self.connection = ServerConnection(config, ctx)
         self._subdomains = itertools.cycle(config.subdomains or [""])
+        self._tokens = parse(config.url)
 
     @property
     def tms(self) -> TileMatrixSet:
@@ -59,7 +47,14 @@ class XYZSource:
 
     def url_for(self, tile: TileIndex) -> str:
         """The URL of ``tile``; subdomains rotate from call to call, as browsers do."""
-        return tile_url(self.config.url, tile, next(self._subdomains))
+        return fill(
+            self._tokens,
+            tile,
+            subdomain=next(self._subdomains),
+            zoom_offset=self.config.zoom_offset,
+            tile_size=self.config.tile_size,
+            values=self.config.keys,
+        )
 
     async def fetch_tile(self, tile: TileIndex) -> FetchedImage | None:
         """Fetch one tile; outside the zoom range there is none."""

@@ -152,3 +152,57 @@ async def test_unknown_route_is_a_json_404(api):
     resp = await api.get("/nope")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://h.example/{{z}}/{{x}}/{{y}}.png?access_token={SECRET}",
+        f"https://h.example/{{z}}/{{x}}/{{y}}.png?style=a&key={SECRET}",
+        f"https://h.example/{{z}}/{{x}}/{{y}}.png?signature={SECRET}&sig={SECRET}x",
+        f"https://bob:{SECRET}@h.example/{{z}}/{{x}}/{{y}}.png",
+    ],
+    ids=["access_token", "key", "signature", "userinfo"],
+)
+async def test_credentials_inside_the_url_are_masked_and_kept(api, url):
+    from proxy.keys import SERVICES
+
+    created = await create(api, {**XYZ, "url": url})
+    assert SECRET not in created["url"] and "***" in created["url"]
+    for resp in [await api.get("/servers"), await api.get(f"/servers/{created['id']}")]:
+        assert SECRET not in await resp.text()
+    # the view sent back as is keeps the stored secret
+    resp = await api.patch(f"/servers/{created['id']}", json={"url": created["url"]})
+    assert resp.status == 200 and SECRET not in await resp.text()
+    stored = await api.server.app[SERVICES].catalog.get_server(created["id"])
+    assert stored.config["url"] == url
+    # a masked value moved to another host is not carried over: it must be sent again
+    moved = created["url"].replace("h.example", "other.example")
+    resp = await api.patch(f"/servers/{created['id']}", json={"url": moved})
+    assert resp.status == 422 and "masked" in (await resp.json())["error"]["message"]
+
+
+async def test_patch_arcgis_user_with_masked_password_keeps_the_password(api):
+    from proxy.keys import SERVICES
+
+    arcgis = {
+        "type": "arcgis",
+        "name": "Esri",
+        "url": "https://example.com/arcgis/rest/services/Imagery/ImageServer",
+        "credentials": f"alice:{SECRET}",
+    }
+    created = await create(api, arcgis)
+    resp = await api.patch(f"/servers/{created['id']}", json={"credentials": "bob:***"})
+    assert resp.status == 200 and (await resp.json())["credentials"] == "bob:***"
+    stored = await api.server.app[SERVICES].catalog.get_server(created["id"])
+    assert stored.config["credentials"] == f"bob:{SECRET}"
+    fresh = {**arcgis, "credentials": "carol:***"}
+    resp = await api.post("/servers", json=fresh)
+    assert resp.status == 422
+
+
+async def test_zoom_offset_is_stored_and_shown(api):
+    created = await create(api, {**XYZ, "zoom_offset": -1})
+    assert created["zoom_offset"] == -1
+    resp = await api.post("/servers", json={**XYZ, "zoom_offset": 99})
+    assert resp.status == 422

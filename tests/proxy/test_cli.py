@@ -140,3 +140,13 @@ def test_test_uses_the_probe_entry_point_in_process(tmp_path, monkeypatch, capsy
     report = json.loads(capsys.readouterr().out)
     assert report["error"]["code"] == "invalid_input"
     assert [f["code"] for f in report["findings"]] == ["no_placeholders"]
+
+
+async def test_add_without_type_guesses_it_from_the_url(tmp_path):
+    url = "http://127.0.0.1:9/arcgis/rest/services/Ortho/MapServer/tile/{z}/{y}/{x}"
+    code, out, err = await cli(tmp_path, "servers", "add", "--url", url)
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["type"] == "arcgis" and created["name"] == "Ortho/MapServer"
+    assert created["url"] == "http://127.0.0.1:9/arcgis/rest/services/Ortho/MapServer"
+    assert "ArcGIS" in err

@@ -36,8 +36,8 @@ def test_unknown_types_are_refused_with_the_list(kind):
 
 def test_field_errors_name_the_field_without_the_type_tag():
     with pytest.raises(InvalidInput) as info:
-        parse_config({"type": "xyz", "name": "a", "url": "http://h/{z}/{x}/{y}", "max_zoom": 99})
-    assert info.value.extra["errors"][0]["field"] == "max_zoom"
+        parse_config({"type": "xyz", "name": "a", "url": "http://h/{z}/{x}/{y}", "min_zoom": -1})
+    assert info.value.extra["errors"][0]["field"] == "min_zoom"
 
 
 async def test_describe_dispatches_on_the_type(upstream_ctx):

@@ -299,3 +299,35 @@ async def test_describe(serve, renderer, upstream_ctx):
     lerc = await describe_arcgis(arcgis(services + "Elevation/ImageServer"), upstream_ctx)
     assert lerc["mode"] is None and "LERC" in lerc["unsupported"]
     assert set(SERVICES) >= {"Sparse/MapServer", "SwissMap/MapServer"}
+
+
+# --- service descriptions as Esri writes them ---------------------------------------------
+
+
+async def test_tile_info_without_cache_flags_is_read_tile_by_tile(
+    serve, renderer, ground_truth, upstream_ctx
+):
+    state, services = await start(serve, renderer)
+    source = await open_arcgis(arcgis(services + "EsriTiles/MapServer"), upstream_ctx)
+    assert isinstance(source, ArcGISTileSource)
+    output, result = await read_preview(source, upstream_ctx)
+    assert_pixels_match(result.rgba, expected(ground_truth, output))
+    assert not any("/export" in seen.url for seen in state.requests)
+
+
+async def test_tiles_only_service_in_another_scheme_is_never_exported(
+    serve, renderer, upstream_ctx
+):
+    state, services = await start(serve, renderer)
+    with pytest.raises(SourceUnsupported, match="TilesOnly") as info:
+        await open_arcgis(arcgis(services + "EsriSwiss/MapServer"), upstream_ctx)
+    assert "Web Mercator" in (info.value.hint or "")
+    assert not any("/export" in seen.url for seen in state.requests)
+
+
+async def test_lerc_is_detected_in_any_case_without_cache_flags(serve, renderer, upstream_ctx):
+    _, services = await start(serve, renderer)
+    with pytest.raises(SourceUnsupported, match="lerc2d"):
+        await open_arcgis(arcgis(services + "EsriElevation/ImageServer"), upstream_ctx)
+    described = await describe_arcgis(arcgis(services + "EsriElevation/ImageServer"), upstream_ctx)
+    assert described["mode"] is None and "LERC" in described["unsupported"]

@@ -137,6 +137,10 @@ def _image_info(tile_info: dict | None, capabilities: str, **extra: Any) -> dict
     return info
 
 
+def _without(info: dict, key: str) -> dict:
+    return {k: v for k, v in info.items() if k != key}
+
+
 SERVICES: dict[str, dict] = {
     "Ortho/MapServer": _map_info(mercator_tile_info(range(0, 17)), "Map,Query,Data"),
     "Ortho512/MapServer": _map_info(mercator_tile_info(range(0, 16), 512, "JPEG"), "TilesOnly"),
@@ -152,6 +156,18 @@ SERVICES: dict[str, dict] = {
         **_image_info(mercator_tile_info(range(0, 14), fmt="LERC"), "Image,Metadata"),
         "cacheType": "Elevation",
         "pixelType": "F32",
+    },
+    # As Esri writes hosted tile layers: tileInfo, no singleFusedMapCache nor cacheType.
+    "EsriTiles/MapServer": _without(
+        _map_info(mercator_tile_info(range(0, 17)), "Map,Query"), "singleFusedMapCache"
+    ),
+    "EsriSwiss/MapServer": _without(
+        _map_info(SWISS_TILE_INFO, "Map,TilesOnly", spatialReference=SWISS_SR),
+        "singleFusedMapCache",
+    ),
+    "EsriElevation/ImageServer": {
+        **_image_info(None, "Image,Metadata"),
+        "tileInfo": mercator_tile_info(range(0, 14), fmt="lerc2d"),
     },
     # Declares PNG tiles, serves LERC blobs.
     "Disguised/ImageServer": _image_info(mercator_tile_info(range(0, 17), fmt="MIXED"), "Catalog"),

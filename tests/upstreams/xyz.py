@@ -12,6 +12,8 @@ from streaming.types import TileIndex
 from tests.upstreams.render import MEDIA, GroundTruthRenderer
 
 HITS = web.AppKey("hits", list)
+PATHS = web.AppKey("paths", list)  # every raw path and query received, as sent
+KEY = "sesame-0123"
 
 
 def tile_from_quadkey(key: str) -> TileIndex:
@@ -28,6 +30,38 @@ def beyond_max_zoom(kind: str, blank: bytes) -> web.Response:
     return web.Response(body=blank if kind == "blank" else b"", content_type="image/png")
 
 
+def _add_pasted_routes(app: web.Application, respond, xyz) -> None:  # type: ignore[no-untyped-def]
+    """Routes for the pasted template dialects: keys, {r}, shifted levels, a space."""
+
+    async def keyed(request: web.Request) -> web.Response:
+        if request.query.get("apikey") != KEY:
+            raise web.HTTPUnauthorized(text="bad key")
+        return respond(xyz(request))
+
+    async def retina(request: web.Request) -> web.Response:
+        m = request.match_info
+        y = m["y"].removesuffix("@2x")
+        app[HITS].append(("r", m["y"].endswith("@2x")))
+        return respond(TileIndex(int(m["x"]), int(y), int(m["z"])))
+
+    async def shifted(request: web.Request) -> web.Response:
+        m = request.match_info
+        return respond(TileIndex(int(m["x"]), int(m["y"]), int(m["level"]) + 1))
+
+    app.router.add_get("/key/{z}/{x}/{y}.png", keyed)
+    app.router.add_get("/r/{z}/{x}/{y}.png", retina)
+    app.router.add_get("/shift/{level}/{x}/{y}.png", shifted)
+
+
+def _plain(respond, xyz):  # type: ignore[no-untyped-def]
+    async def handler(request: web.Request) -> web.Response:
+        if request.match_info["dir"] != "with space":
+            raise web.HTTPNotFound(text="no such folder")
+        return respond(xyz(request))
+
+    return handler
+
+
 def xyz_app(
     renderer: GroundTruthRenderer,
     *,
@@ -42,6 +76,10 @@ def xyz_app(
     - ``/q/{quadkey}.png``: Bing quadkeys
     - ``/html/{z}/{x}/{y}``: an HTML page where a tile should be
     - ``/auth/{z}/{x}/{y}.png``: needs header ``X-Api-Key: sesame`` (401 otherwise)
+    - ``/key/{z}/{x}/{y}.png``: needs query ``apikey=sesame-0123`` (401 otherwise)
+    - ``/r/{z}/{x}/{y}@2x.png`` or ``{y}.png``: Leaflet's ``{r}`` retina suffix
+    - ``/shift/{level}/{x}/{y}.png``: MapProxy-style TMS levels, level L is zoom L+1
+    - ``/with space/{z}/{x}/{y}.png``: a path with a space (sent as ``%20``)
 
     Past ``max_zoom`` every tile is, by ``past_max_zoom``: a ``"404"``, an ``"empty"`` 200
     answer, or a ``"blank"`` uniform grey PNG ("no imagery here" tiles of real servers).
@@ -49,8 +87,15 @@ def xyz_app(
     """
     blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
     tms = web_mercator_tms(tile_size)
-    app = web.Application()
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        request.app[PATHS].append(request.raw_path)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
     app[HITS] = []
+    app[PATHS] = []
 
     def respond(tile: TileIndex, ext: str = "png") -> web.Response:
         if tile.z > max_zoom:
@@ -83,11 +128,13 @@ def xyz_app(
             raise web.HTTPUnauthorized(text="bad key")
         return respond(xyz(request))
 
+    _add_pasted_routes(app, respond, xyz)
     app.router.add_get("/{s}/tiles/{z}/{x}/{y}.{ext}", tiles)
     app.router.add_get("/tms/{z}/{x}/{y}.png", tms_tiles)
     app.router.add_get("/q/{key}.png", quad)
     app.router.add_get("/html/{z}/{x}/{y}", html)
     app.router.add_get("/auth/{z}/{x}/{y}.png", auth)
+    app.router.add_get("/{dir}/{z}/{x}/{y}.png", _plain(respond, xyz))
     return app
 
 
