@@ -174,7 +174,7 @@ async def test_credentials_inside_the_url_are_masked_and_kept(api, url):
     # the view sent back as is keeps the stored secret
     resp = await api.patch(f"/servers/{created['id']}", json={"url": created["url"]})
     assert resp.status == 200 and SECRET not in await resp.text()
-    stored = await api.server.app[SERVICES].catalog.get_server(created["id"])
+    stored = await api.server.app[SERVICES].catalog.servers.get(created["id"])
     assert stored.config["url"] == url
     # a masked value moved to another host is not carried over: it must be sent again
     moved = created["url"].replace("h.example", "other.example")
@@ -194,7 +194,7 @@ async def test_patch_arcgis_user_with_masked_password_keeps_the_password(api):
     created = await create(api, arcgis)
     resp = await api.patch(f"/servers/{created['id']}", json={"credentials": "bob:***"})
     assert resp.status == 200 and (await resp.json())["credentials"] == "bob:***"
-    stored = await api.server.app[SERVICES].catalog.get_server(created["id"])
+    stored = await api.server.app[SERVICES].catalog.servers.get(created["id"])
     assert stored.config["credentials"] == f"bob:{SECRET}"
     fresh = {**arcgis, "credentials": "carol:***"}
     resp = await api.post("/servers", json=fresh)

@@ -136,7 +136,7 @@ async def test_key_values_are_write_only_and_kept_when_sent_back_masked(api):
     assert resp.status == 200 and KEY not in await resp.text()
     from proxy.keys import SERVICES
 
-    record = await api.app[SERVICES].catalog.get_server(created["id"])
+    record = await api.app[SERVICES].catalog.servers.get(created["id"])
     assert record.config["keys"] == {"apikey": KEY}
 
 
