@@ -15,12 +15,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from proxy.errors import InvalidInput
 from proxy.net.redact import MASK
 from streaming.grid import MAX_ZOOM
 
 ENCODED_PLACEHOLDER = re.compile(r"%7B(-?[a-z]+)%7D", re.I)
 XYZ_PLACEHOLDER = re.compile(r"\{(-?[a-z]+)\}")
 XYZ_KNOWN = {"x", "y", "-y", "z", "s", "q"}
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HOST_NAME = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 def decode_placeholders(url: str) -> str:
@@ -31,6 +35,8 @@ def decode_placeholders(url: str) -> str:
 def check_http_url(url: str) -> str:
     """Return ``url`` stripped if it is an absolute http(s) URL with a host, else raise."""
     url = url.strip()
+    if CONTROL_CHARS.search(url):
+        raise ValueError("must not hold control characters (line breaks, tabs, NUL)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
@@ -40,7 +46,7 @@ def check_http_url(url: str) -> str:
 class LatLon(BaseModel):
     """A point in WGS84 degrees."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lat: float = Field(ge=-85.05, le=85.05)
     lon: float = Field(ge=-180, le=180)
 
@@ -48,7 +54,7 @@ class LatLon(BaseModel):
 class ServerBase(BaseModel):
     """Fields every server type has (SPEC §2)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=200)
     url: str
@@ -58,13 +64,34 @@ class ServerBase(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
     skip_ssl: bool = False
     max_concurrency: int = Field(default=8, ge=1, le=128)
-    rate_limit: float | None = Field(default=None, gt=0)
-    cache_ttl: int = Field(default=86_400, ge=0)
+    # Below 0.01 request/s a read could wait hours for its turn: a typo, not a setting.
+    rate_limit: float | None = Field(default=None, ge=0.01, le=100_000)
+    cache_ttl: int = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
+    # Other hosts that may receive the credentials (a token portal, a tile CDN).
+    credential_hosts: list[str] = Field(default_factory=list, max_length=20)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
         return check_http_url(url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if CONTROL_CHARS.search(value):
+                raise ValueError(f"the value of header {name!r} holds control characters")
+        return headers
+
+    @field_validator("credential_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not HOST_NAME.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+        return [h.lower() for h in hosts]
 
     def secrets(self) -> list[str]:
         """Every secret value of this config (for redaction)."""
@@ -204,6 +231,7 @@ def public_view(stored: dict[str, Any]) -> dict[str, Any]:
 
 def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """Apply ``changes`` onto a stored config; masked values sent back keep the stored secret."""
+    check_secrets_follow_host(stored, changes)
     merged = {**stored, **changes}
     for key in SECRET_MAPS:
         if isinstance(changes.get(key), dict):
@@ -213,3 +241,41 @@ def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, A
     if isinstance(creds, str) and creds.endswith(":" + MASK):
         merged["credentials"] = stored.get("credentials")
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def check_secrets_follow_host(stored: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Refuse an edit that moves a config to another host with its stored secrets unsent.
+
+    Stored credentials were given for one host; moving the URL elsewhere must not hand
+    them to the new host silently. The edit re-sends them in clear (or drops them).
+    """
+    url = changes.get("url")
+    if not isinstance(url, str):
+        return
+    old, new = _hostname(str(stored.get("url", ""))), _hostname(url)
+    trusted = {old, *changes.get("credential_hosts", stored.get("credential_hosts", []))}
+    if new is None or new in {str(h).lower() for h in trusted if h}:
+        return
+    unsent = [
+        key
+        for key in SECRET_MAPS
+        if stored.get(key)
+        and (not isinstance(changes.get(key), dict) or MASK in changes[key].values())
+    ]
+    creds = changes.get("credentials", MASK)
+    if stored.get("credentials") and isinstance(creds, str) and creds.endswith(MASK):
+        unsent.append("credentials")
+    if unsent:
+        raise InvalidInput(
+            f"the URL moves to another host ({new}): send {', '.join(unsent)} again in clear, "
+            "or empty to drop them",
+            hint="stored credentials are never sent to a new host without being re-sent",
+            fields=unsent,
+        )
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url.strip()).hostname
+    except ValueError:
+        return None

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from cachetools import LRUCache, TTLCache
@@ -18,6 +19,7 @@ from proxy.cache.keys import Fingerprints
 from proxy.net.client import UpstreamClient, UpstreamResponse
 from proxy.net.limits import CircuitBreaker, ServerLimits
 from proxy.net.redact import redact_text
+from proxy.net.scope import CredentialScope
 from proxy.schemas import ServerBase
 from streaming.errors import (
     SourceAuthError,
@@ -87,6 +89,7 @@ class ServerConnection:
         self.ctx = ctx
         self.secrets = tuple(config.secrets())
         self.limits = ctx.limits_for(config)
+        self.scope = credential_scope(config)
 
     async def get(
         self,
@@ -96,8 +99,13 @@ class ServerConnection:
         *,
         method: str = "GET",
         data: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> UpstreamResponse:
-        """Request ``url`` with the server's headers and params, within its limits."""
+        """Request ``url`` with the server's headers and params, within its limits.
+
+        The credentials go only to the config's own host (and its ``credential_hosts``):
+        the client drops them on any hop elsewhere.
+        """
         async with self.limits:
             try:
                 resp = await self.ctx.client.request(
@@ -108,6 +116,8 @@ class ServerConnection:
                     headers={**self.config.headers, **(headers or {})},
                     verify_ssl=not self.config.skip_ssl,
                     secrets=self.secrets,
+                    scope=self.scope,
+                    max_bytes=max_bytes,
                 )
             except (SourceUnavailable, SourceTimeout):
                 self.limits.breaker.record(ok=False)
@@ -123,6 +133,12 @@ class ServerConnection:
     ) -> FetchedImage | None:
         """Fetch an image; ``None`` when the upstream has none there (404, 204, empty)."""
         return check_image(await self.get(url, params, headers), self.secrets)
+
+
+def credential_scope(config: ServerBase) -> CredentialScope:
+    """Where ``config``'s credentials may be sent: its URL's host and its credential hosts."""
+    hosts = [urlsplit(config.url).hostname or "", *config.credential_hosts]
+    return CredentialScope.build(hosts, config.headers, config.params, config.secrets())
 
 
 def check_status(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> None:
