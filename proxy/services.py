@@ -22,7 +22,7 @@ from proxy.errors import StartupError
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
-from proxy.upstream.base import UpstreamContext
+from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
 from streaming.reader import ReadLimits
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         executor=executor,
         max_image_pixels=settings.max_image_pixels,
         capabilities_ttl=settings.capabilities_ttl,
+        capabilities_limits=CapabilitiesLimits(
+            max_bytes=settings.capabilities_max_bytes,
+            max_layers=settings.capabilities_max_layers,
+            parse_timeout=settings.capabilities_parse_timeout,
+            cache_bytes=settings.capabilities_cache_bytes,
+        ),
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
         fingerprints=Fingerprints(fingerprint_key),

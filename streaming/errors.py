@@ -12,6 +12,7 @@ StreamingError
     ├── SourceNotFound     404: no tile there
     ├── SourceUnsupported  the upstream uses a feature we do not read (LERC, a tiling scheme)
     └── SourceBadResponse  undecodable or oversized image, unexpected document
+        ├── SourceImageTooLarge     an image larger than asked (refused before decoding)
         ├── SourceServiceException  an OGC ServiceException/ExceptionReport (often with HTTP 200)
         └── SourceWrongContentType  not an image where an image was expected
 
@@ -109,6 +110,12 @@ class SourceBadResponse(SourceError):
     """The upstream answered something that is not the expected image or document."""
 
     code = "upstream_bad_response"
+
+
+class SourceImageTooLarge(SourceBadResponse):
+    """The upstream image is larger than the request asked for (read from its header)."""
+
+    code = "upstream_image_too_large"
 
 
 class SourceServiceException(SourceBadResponse):

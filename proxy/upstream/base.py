@@ -35,6 +35,28 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\
 EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
 
 
+@attrs.frozen
+class CapabilitiesLimits:
+    """Bounds of capabilities documents: size, layers, parse time, and the cache's bytes."""
+
+    max_bytes: int = 16 * 1024 * 1024
+    max_layers: int = 10_000
+    parse_timeout: float = 20.0
+    cache_bytes: int = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class CachedDocument:
+    """A parsed capabilities document and the size of the bytes it came from."""
+
+    value: Any
+    size: int
+
+
+def _weight(entry: CachedDocument) -> int:
+    return max(entry.size, 1)
+
+
 @attrs.define
 class UpstreamContext:
     """Shared resources adapters use: the HTTP client, the executor, small caches.
@@ -49,15 +71,21 @@ class UpstreamContext:
     capabilities_ttl: float = 300.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    capabilities_limits: CapabilitiesLimits = attrs.field(factory=CapabilitiesLimits)
     # The service passes the installation's key; a context of its own gets a random one.
     fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
-    capabilities: TTLCache[str, Any] = attrs.field(init=False)  # parsed WMS/WMTS documents
+    # Parsed WMS/WMTS documents, bounded by the bytes of their documents, not by count.
+    capabilities: TTLCache[str, CachedDocument] = attrs.field(init=False)
     service_info: TTLCache[str, dict[str, Any]] = attrs.field(init=False)  # ArcGIS ?f=json
     tokens: LRUCache[str, Any] = attrs.field(init=False)  # ArcGIS tokens, expiry inside
     limits: LRUCache[tuple[str, int, float | None], ServerLimits] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.capabilities = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+        self.capabilities = TTLCache(
+            maxsize=self.capabilities_limits.cache_bytes,
+            ttl=self.capabilities_ttl,
+            getsizeof=_weight,
+        )
         self.service_info = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
         self.tokens = LRUCache(maxsize=256)
         self.limits = LRUCache(maxsize=1024)
