@@ -9,7 +9,7 @@ import numpy.typing as npt
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
-from streaming.errors import SourceBadResponse, SourceImageTooLarge
+from streaming.errors import SourceBadResponse, SourceImageTooLarge, SourceTruncatedImage
 
 RGBA = npt.NDArray[np.uint8]
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
@@ -38,6 +38,7 @@ def decode_rgba(
     """
     if not data:
         raise SourceBadResponse("the upstream sent an empty image")
+    check_complete(data)
     try:
         with MemoryFile(data) as memfile, memfile.open() as src:
             check_size(src.width, src.height, max_pixels, expect)
@@ -47,6 +48,29 @@ def decode_rgba(
             f"the upstream image could not be decoded: {exc}",
             hint="the server sent a truncated or damaged image; try again, or check its format",
         ) from exc
+
+
+def check_complete(data: bytes) -> None:
+    """Raise :class:`SourceTruncatedImage` when a PNG, JPEG, GIF or WebP lacks its end.
+
+    GDAL decodes a truncated PNG without an error (the missing rows come out transparent),
+    which would pass for "no data here"; the end marker tells a cut image apart.
+    """
+    tail = data[-64:]
+    kind = None
+    if data.startswith(b"\x89PNG") and b"IEND" not in tail:
+        kind = "PNG"
+    elif data.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        kind = "JPEG"
+    elif data.startswith(b"GIF8") and not tail.rstrip(b"\x00").endswith(b";"):
+        kind = "GIF"
+    elif data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") + 8 > len(data):
+        kind = "WebP"
+    if kind is not None:
+        raise SourceTruncatedImage(
+            f"the upstream {kind} image is truncated ({len(data)} bytes, no end marker)",
+            hint="the server or a proxy on the way cut the image short; try again",
+        )
 
 
 def check_size(
