@@ -15,7 +15,7 @@ from aiohttp import web
 from proxy.app import create_app
 from proxy.catalog.base import ServerRecord
 from proxy.config import Settings, load_settings
-from proxy.errors import NotFound, ProxyError, error_body
+from proxy.errors import NotFound, ProxyError, StartupError, error_body
 from proxy.probe import ProbeRequest, probe_server
 from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args, settings))
     except ProxyError as exc:
         print(orjson.dumps(error_body(exc), option=orjson.OPT_INDENT_2).decode(), file=sys.stderr)
+        return 1
+    except StartupError as exc:  # one line, no traceback: the message says what to fix
+        print(f"imagery-proxy: cannot start: {exc}", file=sys.stderr)
         return 1
 
 

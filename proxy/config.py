@@ -48,6 +48,12 @@ class Settings:
     max_read_requests: int = attrs.field(default=READ_DEFAULTS.max_requests, converter=int)
     preview_size: int = attrs.field(default=512, converter=int)
     capabilities_ttl: float = attrs.field(default=300.0, converter=float)
+    # Bounds of one capabilities document, and of the parsed documents kept in memory
+    # (weighed by their document's bytes).
+    capabilities_max_bytes: int = attrs.field(default=16 * 1024 * 1024, converter=int)
+    capabilities_max_layers: int = attrs.field(default=10_000, converter=int)
+    capabilities_parse_timeout: float = attrs.field(default=20.0, converter=float)
+    capabilities_cache_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
     log_level: str = "INFO"
 
     @property

@@ -8,7 +8,13 @@ ProxyError
 ├── Unsupported         an upstream feature we do not handle (LERC...) 422
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
-└── NoData              no data at that place at any probed zoom       422
+├── NoData              no data at that place at any probed zoom       422
+└── CatalogUnavailable  the catalog cannot be read or written          503
+
+StartupError (not a ProxyError): the service cannot start; one line says why.
+
+Every error body has a hint: the error's own, else the first one of :data:`HINTS` along
+the class's MRO.
 """
 
 from __future__ import annotations
@@ -70,6 +76,16 @@ class NoData(ProxyError):
     code = "no_data"
 
 
+class CatalogUnavailable(ProxyError):
+    """The catalog cannot be read or written (read-only file, full disk, corruption)."""
+
+    code = "catalog_unavailable"
+
+
+class StartupError(Exception):
+    """The service cannot start (unusable key file, corrupt catalog); the message says why."""
+
+
 # Looked up along the exception's MRO, so subclasses inherit their parent's status.
 STATUS: dict[type[Exception], int] = {
     BadRequest: 400,
@@ -80,6 +96,7 @@ STATUS: dict[type[Exception], int] = {
     BlockedAddress: 403,
     ResolutionNotSupported: 422,
     NoData: 422,
+    CatalogUnavailable: 503,
     se.InvalidRead: 400,
     se.ReadTooLarge: 400,
     se.ResolutionTooHigh: 409,
@@ -99,12 +116,56 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+# The hint of an error raised without one, by class (looked up along the MRO).
+HINTS: dict[type[Exception], str] = {
+    BadRequest: "check the request against the API documentation",
+    InvalidInput: "correct the fields named in the message and send it again",
+    Unauthorized: "send the API key in the X-API-Key header or as Authorization: Bearer <key>",
+    NotFound: "check the id; GET /servers lists the servers",
+    Unsupported: "this upstream feature is not supported; choose another format or layer",
+    BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",
+    ResolutionNotSupported: "use the suggested resolution or a coarser one",
+    NoData: "try a place inside the layer's extent",
+    CatalogUnavailable: "the catalog file is read-only, full or damaged: check the data "
+    "directory and its disk; stored data is kept",
+    se.InvalidRead: "check the area, the size and the resolution of the read",
+    se.ReadTooLarge: "read a smaller area or at a coarser resolution",
+    se.ResolutionTooHigh: "read at a coarser resolution",
+    se.SourceTLSError: "the TLS certificate could not be verified: enable skip_ssl if you "
+    "trust this server",
+    se.SourceAuthError: "check the credentials, the headers or the API-key query parameters",
+    se.SourceServiceException: "the server refused the request; its message says why",
+    se.SourceWrongContentType: "the URL answers something that is not an image: check it "
+    "points at tiles or at the service endpoint",
+    se.SourceTimeout: "the server is slow or unreachable; try again or check the URL",
+    se.SourceUnavailable: "the server is down or unreachable; check the host and port",
+    se.SourceNotFound: "the server has no data there; try another place or zoom",
+    se.SourceUnsupported: "this upstream feature is not supported; choose another format or layer",
+    se.SourceBadResponse: "the server answered something unexpected; check the URL and the "
+    "layer, or try again",
+    se.SourceError: "check the server's URL and that it answers",
+    se.StreamingError: "check the read's parameters",
+}
+INTERNAL_HINT = "this is a bug of the service: the log has the details"
+
+
+def hint_for(exc: BaseException) -> str:
+    """The hint of an error: its own, else its class's, else a generic one."""
+    own = getattr(exc, "hint", None)
+    if own:
+        return str(own)
+    for cls in type(exc).__mro__:
+        if cls in HINTS:
+            return HINTS[cls]
+    return INTERNAL_HINT
+
+
 def error_body(exc: BaseException) -> dict[str, Any]:
-    """The SPEC §7 error body: ``{"error": {"code", "message", "hint"}}``."""
+    """The SPEC §7 error body: ``{"error": {"code", "message", "hint"}}``, always with a hint."""
     if isinstance(exc, se.CodedError):
-        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-        if exc.hint:
-            error["hint"] = exc.hint
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": hint_for(exc)}
         error.update(exc.extra)
         return {"error": error}
-    return {"error": {"code": "internal", "message": "internal server error"}}
+    return {
+        "error": {"code": "internal", "message": "internal server error", "hint": INTERNAL_HINT}
+    }

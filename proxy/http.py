@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from aiohttp import web
 from proxy.errors import BadRequest, InvalidInput
 
 MAX_JSON_BYTES = 1 << 20
+MAX_NUMBER = 1e15  # past any coordinate, size or resolution, and exact as an int
 
 
 def json_response(
@@ -48,9 +50,13 @@ def number(data: dict[str, Any], key: str, default: float | None = None) -> floa
     value = data.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{key} must be a number") from None
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidInput(f"{key} must be a number")
+    try:
+        result = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"{key} must be a number") from None
+    # "nan", "inf" and 1e309 parse as floats; no field of this API takes them.
+    if not math.isfinite(result) or abs(result) > MAX_NUMBER:
+        raise InvalidInput(f"{key} must be a finite number of reasonable size")
+    return result

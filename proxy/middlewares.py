@@ -25,6 +25,17 @@ HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+HTTP_HINTS = {
+    404: "check the path; the API documentation lists the routes",
+    405: "check the method; the Allow header lists the ones this path takes",
+    413: "send a smaller body",
+}
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -35,7 +46,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = HTTP_CODES.get(exc.status, "http_error")
-        return json_response({"error": {"code": code, "message": exc.reason}}, exc.status)
+        hint = HTTP_HINTS.get(exc.status, "check the method, the path and the body")
+        body = {"error": {"code": code, "message": exc.reason, "hint": hint}}
+        return json_response(body, exc.status, _allow(exc))
     except Exception as exc:
         status = status_for(exc)
         if status == 500:
@@ -53,8 +66,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         key = token.strip() if scheme.lower() == "bearer" else None
     keys = request.app[SERVICES].api_keys
-    # Compare against every key in constant time, so timing tells nothing about a key.
-    valid = key is not None and any(hmac.compare_digest(key, k) for k in keys)
+    # Bytes, because compare_digest refuses non-ASCII str (a header may hold any octet);
+    # against every key in constant time, so timing tells nothing about a key. An empty
+    # key is never valid, whatever the key set holds.
+    given = key.strip().encode("utf-8", "surrogateescape") if key else b""
+    valid = bool(given) and any(hmac.compare_digest(given, k.encode()) for k in keys if k)
     if not valid:
         raise Unauthorized(
             "a valid API key is required",

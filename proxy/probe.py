@@ -255,13 +255,15 @@ async def deepest_zoom_with_data(
             image = await source.fetch_tile(tile)
         except se.SourceNotFound:
             continue
-        if image is not None and await ctx.run(_has_data, image.data, ctx.max_image_pixels):
+        matrix = source.tms.matrix(zoom)
+        size = (matrix.tileWidth, matrix.tileHeight)
+        if image is not None and await ctx.run(_has_data, image.data, ctx.max_image_pixels, size):
             return zoom
     return None
 
 
-def _has_data(data: bytes, max_pixels: int) -> bool:
-    return not is_blank(decode_rgba(data, max_pixels=max_pixels))
+def _has_data(data: bytes, max_pixels: int, size: tuple[int, int]) -> bool:
+    return not is_blank(decode_rgba(data, max_pixels=max_pixels, expect=size))
 
 
 def matrix_ground_resolution(source: TileSource, zoom: int, lat: float) -> float:

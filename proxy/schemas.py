@@ -13,11 +13,13 @@ export or tile URL) is stored as its canonical form (:mod:`proxy.upstream.urlfor
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from proxy.errors import InvalidInput
 from proxy.net.redact import MASK, has_mask, mask_url, unmask_url, url_secrets
 from proxy.upstream import templates
 from proxy.upstream.templates import ENCODED_BRACES as ENCODED_PLACEHOLDER
@@ -32,10 +34,18 @@ from streaming.grid import MAX_ZOOM
 
 __all__ = ["ARCGIS_FORMATS", "ENCODED_PLACEHOLDER"]
 
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HOST_NAME = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
+
 
 def check_http_url(url: str) -> str:
     """``url`` stripped and percent-encoded where invalid, if absolute http(s) with a host."""
-    url = quote_invalid(url.strip())
+    url = url.strip()
+    # Checked before quoting: a line break is an attack, not a character to encode.
+    if CONTROL_CHARS.search(url):
+        raise ValueError("must not hold control characters (line breaks, tabs, NUL)")
+    url = quote_invalid(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is no number
@@ -52,6 +62,14 @@ def check_http_url(url: str) -> str:
     return url
 
 
+def refuse_control_chars(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` unchanged unless its URL holds control characters (checked before quoting)."""
+    url = data.get("url")
+    if isinstance(url, str) and CONTROL_CHARS.search(url):
+        raise ValueError("url: must not hold control characters (line breaks, tabs, NUL)")
+    return data
+
+
 def no_placeholders(url: str, kind: str) -> str:
     """Refuse ``{...}`` left in a URL that is not a template: it would be sent literally."""
     names = templates.placeholder_names(templates.parse(url))
@@ -64,7 +82,7 @@ def no_placeholders(url: str, kind: str) -> str:
 class LatLon(BaseModel):
     """A point in WGS84 degrees."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lat: float = Field(ge=-85.05, le=85.05)
     lon: float = Field(ge=-180, le=180)
 
@@ -72,7 +90,7 @@ class LatLon(BaseModel):
 class ServerBase(BaseModel):
     """Fields every server type has (SPEC §2)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=200)
     url: str
@@ -82,13 +100,34 @@ class ServerBase(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
     skip_ssl: bool = False
     max_concurrency: int = Field(default=8, ge=1, le=128)
-    rate_limit: float | None = Field(default=None, gt=0)
-    cache_ttl: int = Field(default=86_400, ge=0)
+    # Below 0.01 request/s a read could wait hours for its turn: a typo, not a setting.
+    rate_limit: float | None = Field(default=None, ge=0.01, le=100_000)
+    cache_ttl: int = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
+    # Other hosts that may receive the credentials (a token portal, a tile CDN).
+    credential_hosts: list[str] = Field(default_factory=list, max_length=20)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
         return check_http_url(url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if CONTROL_CHARS.search(value):
+                raise ValueError(f"the value of header {name!r} holds control characters")
+        return headers
+
+    @field_validator("credential_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not HOST_NAME.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+        return [h.lower() for h in hosts]
 
     def secrets(self) -> list[str]:
         """Every secret value of this config (for redaction), those in the URL included."""
@@ -111,7 +150,7 @@ class XYZConfig(ServerBase):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, data: Any) -> Any:
-        return normalize_xyz(data)[0] if isinstance(data, dict) else data
+        return normalize_xyz(refuse_control_chars(data))[0] if isinstance(data, dict) else data
 
     @field_validator("url")
     @classmethod
@@ -142,7 +181,7 @@ class WMSConfig(ServerBase):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, data: Any) -> Any:
-        return normalize_wms(data)[0] if isinstance(data, dict) else data
+        return normalize_wms(refuse_control_chars(data))[0] if isinstance(data, dict) else data
 
     @field_validator("url")
     @classmethod
@@ -180,7 +219,7 @@ class ArcGISConfig(ServerBase):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, data: Any) -> Any:
-        return normalize_arcgis(data)[0] if isinstance(data, dict) else data
+        return normalize_arcgis(refuse_control_chars(data))[0] if isinstance(data, dict) else data
 
     @field_validator("url")
     @classmethod
@@ -247,6 +286,7 @@ def public_view(stored: dict[str, Any]) -> dict[str, Any]:
 
 def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """Apply ``changes`` onto a stored config; masked values sent back keep the stored secret."""
+    check_secrets_follow_host(stored, changes)
     merged = {**stored, **changes}
     for key in SECRET_MAPS:
         if isinstance(changes.get(key), dict):
@@ -259,3 +299,41 @@ def merge_config(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, A
     if isinstance(changes.get("url"), str) and isinstance(stored.get("url"), str):
         merged["url"] = unmask_url(changes["url"], stored["url"])
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def check_secrets_follow_host(stored: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Refuse an edit that moves a config to another host with its stored secrets unsent.
+
+    Stored credentials were given for one host; moving the URL elsewhere must not hand
+    them to the new host silently. The edit re-sends them in clear (or drops them).
+    """
+    url = changes.get("url")
+    if not isinstance(url, str):
+        return
+    old, new = _hostname(str(stored.get("url", ""))), _hostname(url)
+    trusted = {old, *changes.get("credential_hosts", stored.get("credential_hosts", []))}
+    if new is None or new in {str(h).lower() for h in trusted if h}:
+        return
+    unsent = [
+        key
+        for key in SECRET_MAPS
+        if stored.get(key)
+        and (not isinstance(changes.get(key), dict) or MASK in changes[key].values())
+    ]
+    creds = changes.get("credentials", MASK)
+    if stored.get("credentials") and isinstance(creds, str) and creds.endswith(MASK):
+        unsent.append("credentials")
+    if unsent:
+        raise InvalidInput(
+            f"the URL moves to another host ({new}): send {', '.join(unsent)} again in clear, "
+            "or empty to drop them",
+            hint="stored credentials are never sent to a new host without being re-sent",
+            fields=unsent,
+        )
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url.strip()).hostname
+    except ValueError:
+        return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -16,10 +18,11 @@ from proxy.cache.sources import OpenSources
 from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import open_catalog
 from proxy.config import Settings
+from proxy.errors import StartupError
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
-from proxy.upstream.base import UpstreamContext
+from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
 from streaming.reader import ReadLimits
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,14 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the catalog, the executor and the upstream client; close them on exit."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"the data directory {settings.data_dir} cannot be made: {exc}"
+        ) from None
+    api_keys = load_api_keys(settings)
+    fingerprint_key = load_fingerprint_key(settings)
     catalog = await open_catalog(settings.catalog_path)
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
@@ -68,13 +78,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         executor=executor,
         max_image_pixels=settings.max_image_pixels,
         capabilities_ttl=settings.capabilities_ttl,
+        capabilities_limits=CapabilitiesLimits(
+            max_bytes=settings.capabilities_max_bytes,
+            max_layers=settings.capabilities_max_layers,
+            parse_timeout=settings.capabilities_parse_timeout,
+            cache_bytes=settings.capabilities_cache_bytes,
+        ),
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
-        fingerprints=Fingerprints(load_fingerprint_key(settings)),
+        fingerprints=Fingerprints(fingerprint_key),
     )
     sources = OpenSources(upstream)
     try:
-        yield Services(settings, catalog, upstream, executor, load_api_keys(settings), sources)
+        yield Services(settings, catalog, upstream, executor, api_keys, sources)
     finally:
         await client.close()
         await catalog.close()
@@ -82,14 +98,28 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
 
 def load_api_keys(settings: Settings) -> frozenset[str]:
-    """Configured keys; with none configured, the key in ``data_dir/api-key`` (made once)."""
-    if settings.api_keys:
-        return frozenset(settings.api_keys)
+    """Configured keys; with none configured, the key in ``data_dir/api-key`` (made once).
+
+    Blank keys are never keys: a blank configured key is dropped, and a key file that is
+    blank or unreadable (a failed write, a wrong permission) stops the start-up with
+    :class:`StartupError` rather than letting the empty string authenticate.
+    """
+    configured = frozenset(k.strip() for k in settings.api_keys if k.strip())
+    if configured:
+        return configured
     path = settings.data_dir / "api-key"
     if not path.exists():
         _write_private(path, secrets.token_urlsafe(32))
         log.warning("no API key configured: generated one into %s", path)
-    return frozenset([path.read_text().strip()])
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"the API key file {path} cannot be read: {exc}") from None
+    if not key:
+        raise StartupError(
+            f"the API key file {path} is empty: delete it to generate a new key, or set api_keys"
+        )
+    return frozenset([key])
 
 
 def load_fingerprint_key(settings: Settings) -> bytes:
@@ -100,9 +130,31 @@ def load_fingerprint_key(settings: Settings) -> bytes:
     path = settings.data_dir / "fingerprint-key"
     if not path.exists():
         _write_private(path, secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+    try:
+        key = bytes.fromhex(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"the key file {path} cannot be read: {exc}") from None
+    if len(key) < 16:
+        raise StartupError(
+            f"the key file {path} is empty or too short: delete it to make a new one"
+        )
+    return key
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.touch(mode=0o600)
-    path.write_text(text + "\n")
+    """Write ``text`` into ``path`` atomically, readable by the owner only.
+
+    A temporary file made 0600 from the start is renamed over ``path``, so a crash or a
+    full disk leaves either no file or the whole key, never a blank one.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -9,35 +9,86 @@ import numpy.typing as npt
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
-from streaming.errors import SourceBadResponse
+from streaming.errors import SourceBadResponse, SourceImageTooLarge, SourceTruncatedImage
 
 RGBA = npt.NDArray[np.uint8]
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+# An image may exceed the size asked by this much (servers round bbox sizes) and no more.
+SIZE_MARGIN = 1.05
 
 # Tiles carry no georeference and rasterio warns about each one. A process-wide filter,
 # because warnings.catch_warnings() is not thread-safe and decoding runs in workers.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
-def decode_rgba(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> RGBA:
+def decode_rgba(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    expect: tuple[int, int] | None = None,
+) -> RGBA:
     """Decode a PNG/JPEG/GeoTIFF/WebP image into a (4, height, width) uint8 RGBA array.
 
-    The header is read first, so an image whose pixel count is past ``max_pixels`` is
-    refused before any pixel is decoded. Grey, grey+alpha, paletted, RGB and RGBA inputs
-    all come out as RGBA; the alpha is the image's own alpha or nodata mask.
+    Opening reads the header only (GDAL decodes on read), so the size is checked before
+    any pixel is decoded: past ``max_pixels``, or past the ``expect``-ed (width, height)
+    the request asked for (with :data:`SIZE_MARGIN`), the image is refused. Memory of a
+    decode is then bounded by what the request needs, not by what the upstream sends.
+    Grey, grey+alpha, paletted, RGB and RGBA inputs all come out as RGBA; the alpha is
+    the image's own alpha or nodata mask.
     """
     if not data:
         raise SourceBadResponse("the upstream sent an empty image")
+    check_complete(data)
     try:
         with MemoryFile(data) as memfile, memfile.open() as src:
-            if src.width * src.height > max_pixels:
-                raise SourceBadResponse(
-                    f"upstream image is {src.width}x{src.height} px, "
-                    f"past the limit of {max_pixels} px"
-                )
+            check_size(src.width, src.height, max_pixels, expect)
             return _to_rgba(src)
     except RasterioError as exc:
-        raise SourceBadResponse(f"the upstream image could not be decoded: {exc}") from exc
+        raise SourceBadResponse(
+            f"the upstream image could not be decoded: {exc}",
+            hint="the server sent a truncated or damaged image; try again, or check its format",
+        ) from exc
+
+
+def check_complete(data: bytes) -> None:
+    """Raise :class:`SourceTruncatedImage` when a PNG, JPEG, GIF or WebP lacks its end.
+
+    GDAL decodes a truncated PNG without an error (the missing rows come out transparent),
+    which would pass for "no data here"; the end marker tells a cut image apart.
+    """
+    tail = data[-64:]
+    kind = None
+    if data.startswith(b"\x89PNG") and b"IEND" not in tail:
+        kind = "PNG"
+    elif data.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        kind = "JPEG"
+    elif data.startswith(b"GIF8") and not tail.rstrip(b"\x00").endswith(b";"):
+        kind = "GIF"
+    elif data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") + 8 > len(data):
+        kind = "WebP"
+    if kind is not None:
+        raise SourceTruncatedImage(
+            f"the upstream {kind} image is truncated ({len(data)} bytes, no end marker)",
+            hint="the server or a proxy on the way cut the image short; try again",
+        )
+
+
+def check_size(
+    width: int, height: int, max_pixels: int, expect: tuple[int, int] | None = None
+) -> None:
+    """Raise :class:`SourceImageTooLarge` for an image past the budget or the asked size."""
+    if width * height > max_pixels:
+        raise SourceImageTooLarge(
+            f"upstream image is {width}x{height} px, past the limit of {max_pixels} px",
+            hint="the server sends images larger than this service accepts",
+        )
+    if expect is not None:
+        ew, eh = expect
+        if width > ew * SIZE_MARGIN + 2 or height > eh * SIZE_MARGIN + 2:
+            raise SourceImageTooLarge(
+                f"upstream image is {width}x{height} px, larger than the {ew}x{eh} px asked",
+                hint="check the configured tile size; the server sends larger images",
+            )
 
 
 def _to_rgba(src: object) -> RGBA:

@@ -12,6 +12,8 @@ StreamingError
     ├── SourceNotFound     404: no tile there
     ├── SourceUnsupported  the upstream uses a feature we do not read (LERC, a tiling scheme)
     └── SourceBadResponse  undecodable or oversized image, unexpected document
+        ├── SourceImageTooLarge     an image larger than asked (refused before decoding)
+        ├── SourceTruncatedImage    an image cut short (no end marker)
         ├── SourceServiceException  an OGC ServiceException/ExceptionReport (often with HTTP 200)
         └── SourceWrongContentType  not an image where an image was expected
 
@@ -109,6 +111,18 @@ class SourceBadResponse(SourceError):
     """The upstream answered something that is not the expected image or document."""
 
     code = "upstream_bad_response"
+
+
+class SourceImageTooLarge(SourceBadResponse):
+    """The upstream image is larger than the request asked for (read from its header)."""
+
+    code = "upstream_image_too_large"
+
+
+class SourceTruncatedImage(SourceBadResponse):
+    """The upstream image stops before its end (a connection or a cache cut it short)."""
+
+    code = "upstream_truncated_image"
 
 
 class SourceServiceException(SourceBadResponse):

@@ -68,7 +68,8 @@ def compose(
         if piece.data is None:
             missing += 1
             continue
-        image = decode_rgba(piece.data, max_pixels=max_pixels)
+        expect = (piece.width, piece.height)
+        image = decode_rgba(piece.data, max_pixels=max_pixels, expect=expect)
         if image.shape[1:] != (piece.height, piece.width):
             raise SourceBadResponse(
                 f"{piece.label}: upstream image is {image.shape[2]}x{image.shape[1]} px, "

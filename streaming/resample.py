@@ -26,7 +26,7 @@ def downsample_tiles(datas: Sequence[bytes | None], n: int, size: int, max_pixel
     for k, data in enumerate(datas):
         if data is not None:
             j, i = divmod(k, n)
-            rgba = _sized(decode_rgba(data, max_pixels=max_pixels), size)
+            rgba = _sized(decode_rgba(data, max_pixels=max_pixels, expect=(size, size)), size)
             canvas[:, j * size : (j + 1) * size, i * size : (i + 1) * size] = rgba
     canvas[:3] *= canvas[3] / 255
     blocks = canvas.reshape(4, size, n, size, n).sum(axis=(2, 4))
@@ -40,7 +40,7 @@ def downsample_tiles(datas: Sequence[bytes | None], n: int, size: int, max_pixel
 
 def crop_tile(data: bytes, n: int, col: int, row: int, size: int, max_pixels: int) -> bytes:
     """The (col, row) cell of an ``n`` x ``n`` split of a coarser tile, upsampled to ``size``."""
-    rgba = _sized(decode_rgba(data, max_pixels=max_pixels), size)
+    rgba = _sized(decode_rgba(data, max_pixels=max_pixels, expect=(size, size)), size)
     part = size // n
     crop = rgba[:, row * part : (row + 1) * part, col * part : (col + 1) * part]
     return encode_png(np.ascontiguousarray(crop.repeat(n, axis=1).repeat(n, axis=2)))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from proxy.errors import StartupError
+
 Migration = tuple[str, ...]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -28,7 +30,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-class CatalogTooNew(RuntimeError):
+class CatalogTooNew(StartupError):
     """The file was written by a newer release, whose schema this one does not know."""
 
 

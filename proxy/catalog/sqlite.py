@@ -16,6 +16,7 @@ from typing import TypeVar
 from proxy.catalog.base import Catalog
 from proxy.catalog.migrations import migrate
 from proxy.catalog.sqlite_servers import SQLiteServerStore
+from proxy.errors import CatalogUnavailable, StartupError
 
 T = TypeVar("T")
 
@@ -35,8 +36,19 @@ class SQLiteDatabase:
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> SQLiteDatabase:
-        """Create the file if needed and bring its schema to the latest version."""
-        await self._call(self._connect)
+        """Create the file if needed, bring its schema to the latest version, check writes.
+
+        A file that is not a SQLite catalog, or cannot be written, stops the start-up with
+        :class:`~proxy.errors.StartupError`; the file is left exactly as it was.
+        """
+        try:
+            await self._call(self._connect)
+        except BaseException as exc:
+            self._worker.shutdown(wait=False)
+            if isinstance(exc, sqlite3.Error | OSError):
+                reason = _reason(exc)
+                raise StartupError(f"the catalog {self.path} cannot be used: {reason}") from None
+            raise
         return self
 
     def _connect(self) -> None:
@@ -47,6 +59,7 @@ class SQLiteDatabase:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             migrate(db)
+            check_writable(db)
         except BaseException:
             db.close()
             raise
@@ -60,14 +73,21 @@ class SQLiteDatabase:
 
         def call() -> T:
             if self._db is None:
-                raise RuntimeError("the catalog is not open")
-            return func(self._db)
+                raise CatalogUnavailable("the catalog is not open")
+            try:
+                return func(self._db)
+            except sqlite3.IntegrityError:
+                raise  # a bug of the caller, not the state of the file
+            except sqlite3.Error as exc:  # read-only, full disk, locked, damaged
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise CatalogUnavailable(f"the catalog cannot be used: {_reason(exc)}") from None
 
         return await self._call(call)
 
     async def ping(self) -> None:
-        """Run a trivial query."""
-        await self.run(lambda db: db.execute("SELECT 1").fetchone())
+        """Check the catalog answers and takes writes (readiness)."""
+        await self.run(check_writable)
 
     async def close(self) -> None:
         """Close the connection and the worker thread."""
@@ -79,3 +99,26 @@ class SQLiteDatabase:
 
         await self._call(close)
         self._worker.shutdown(wait=True)
+
+
+def check_writable(db: sqlite3.Connection) -> None:
+    """Raise unless ``db`` takes a write: take the write lock, write the header, roll back.
+
+    Reading alone passes on a read-only file, so readiness must try a write; rolled back,
+    it changes nothing.
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {version}")
+    finally:
+        db.execute("ROLLBACK")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (the file, its directory or its disk is read-only)"
+    if "not a database" in text or "malformed" in text:
+        return f"{text} (the file is damaged or not a catalog; it was left untouched)"
+    return text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.errors import ProxyError, error_body, hint_for
 from proxy.http import json_response
 from proxy.keys import SERVICES
 
@@ -14,13 +15,14 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """GET /ready: the catalog answers and the executor takes work."""
+    """GET /ready: the catalog answers and takes writes, and the executor takes work."""
     services = request.app[SERVICES]
     try:
         await services.catalog.ping()
         await services.upstream.run(int, 1)
+    except ProxyError as exc:
+        return json_response({"status": "not ready", **error_body(exc)}, 503)
     except Exception as exc:  # readiness reports any failure as not ready
-        return json_response(
-            {"status": "not ready", "error": {"code": "not_ready", "message": str(exc)}}, 503
-        )
+        error = {"code": "not_ready", "message": str(exc), "hint": hint_for(exc)}
+        return json_response({"status": "not ready", "error": error}, 503)
     return json_response({"status": "ready"})

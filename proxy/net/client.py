@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from proxy.errors import BlockedAddress
 from proxy.net.redact import redact_text, redact_url
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy, GuardedResolver
+from proxy.net.scope import CredentialScope
 from streaming.errors import (
     SourceBadResponse,
     SourceError,
@@ -30,6 +32,7 @@ from streaming.errors import (
 )
 
 MAX_REDIRECTS = 5
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # control characters: never valid in a URL
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
@@ -106,16 +109,24 @@ class UpstreamClient:
         headers: Mapping[str, str] | None = None,
         verify_ssl: bool = True,
         secrets: Iterable[str] = (),
+        scope: CredentialScope | None = None,
+        max_bytes: int | None = None,
     ) -> UpstreamResponse:
-        """Send a request, with retries; each try and each redirect hop is checked and logged."""
+        """Send a request, with retries; each try and each redirect hop is checked and logged.
+
+        With a ``scope``, a hop to a host outside it goes without the credentials (first
+        hop included: an OnlineResource may name another host). ``max_bytes`` lowers the
+        client's body limit for this request.
+        """
         secrets = tuple(secrets)
-        target = URL(url, encoded=True)
+        target = _parse_url(url, secrets)
         if params:
             target = target.update_query(params)
+        send = _Send(method, data, headers, verify_ssl, secrets, scope, max_bytes)
         attempt = 0
         while True:
             try:
-                hop = await self._follow(method, target, data, headers, verify_ssl, secrets)
+                hop = await self._follow(target, send)
             except SourceError as exc:
                 if not self.retry.should_retry_error(method, exc.__cause__ or exc, attempt):
                     raise
@@ -126,35 +137,31 @@ class UpstreamClient:
                 await asyncio.sleep(self.retry.delay(attempt, hop.headers.get("Retry-After")))
             attempt += 1
 
-    async def _follow(
-        self,
-        method: str,
-        target: URL,
-        data: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        verify_ssl: bool,
-        secrets: tuple[str, ...],
-    ) -> UpstreamResponse:
-        """One try: send, following redirects by hand so each hop passes the address check."""
+    async def _follow(self, target: URL, send: _Send) -> UpstreamResponse:
+        """One try: send, following redirects by hand so each hop passes the address check.
+
+        Once a hop leaves the credential scope, credentials stay off every later hop too,
+        even one that comes back: the foreign host chose that URL.
+        """
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._send(method, target, data, headers, verify_ssl, secrets)
+            scope = send.scope
+            if scope is not None and not scope.trusts(target):
+                send = send.without_credentials()
+                target = scope.strip_url(target)
+            response = await self._send(target, send)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
-            target = target.join(URL(location, encoded=True))
+            target = _redirect_target(target, location, send.secrets)
             if response.status == 303:
-                method, data = "GET", None
-        raise SourceBadResponse(f"more than {MAX_REDIRECTS} redirects")
+                send = attrs.evolve(send, method="GET", data=None)
+        raise SourceBadResponse(
+            f"more than {MAX_REDIRECTS} redirects",
+            hint="the server redirects in a loop; check the URL",
+        )
 
-    async def _send(
-        self,
-        method: str,
-        url: URL,
-        data: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        verify_ssl: bool,
-        secrets: tuple[str, ...],
-    ) -> UpstreamResponse:
+    async def _send(self, url: URL, send: _Send) -> UpstreamResponse:
+        method, secrets = send.method, send.secrets
         shown = redact_url(str(url), secrets)
         if url.scheme not in ("http", "https") or not url.host:
             raise SourceBadResponse(f"not an http(s) URL: {shown}")
@@ -164,12 +171,12 @@ class UpstreamClient:
             async with self.session.request(
                 method,
                 url,
-                data=data,
-                headers=headers,
-                ssl=verify_ssl,  # True: default verification; False: skip_ssl
+                data=send.data,
+                headers=send.headers,
+                ssl=send.verify_ssl,  # True: default verification; False: skip_ssl
                 allow_redirects=False,
             ) as resp:
-                body = await self._read(resp)
+                body = await self._read(resp, send.max_bytes or self.max_bytes)
                 content_type = resp.headers.get("Content-Type", "")
                 _log(method, shown, started, resp.status, len(body), content_type)
                 return UpstreamResponse(
@@ -185,28 +192,88 @@ class UpstreamClient:
             _log(method, shown, started, error=error.message)
             raise error from exc
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
         """Read the body, refusing one past ``max_bytes`` (checked as it streams)."""
+        hint = "the answer is larger than this service accepts; check the URL"
         declared = resp.content_length
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > max_bytes:
             raise SourceBadResponse(
-                f"upstream body of {declared} bytes is past the limit of {self.max_bytes} bytes"
+                f"upstream body of {declared} bytes is past the limit of {max_bytes} bytes",
+                hint=hint,
             )
         chunks, size = [], 0
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 raise SourceBadResponse(
-                    f"upstream body is past the limit of {self.max_bytes} bytes"
+                    f"upstream body is past the limit of {max_bytes} bytes", hint=hint
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@attrs.frozen
+class _Send:
+    """How one request is sent; each redirect hop may change it."""
+
+    method: str
+    data: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    verify_ssl: bool
+    secrets: tuple[str, ...]
+    scope: CredentialScope | None
+    max_bytes: int | None
+
+    def without_credentials(self) -> _Send:
+        """The same request with the credentials the scope names removed."""
+        scope = self.scope
+        assert scope is not None
+        return attrs.evolve(
+            self, data=scope.strip_form(self.data), headers=scope.strip_headers(self.headers)
+        )
+
+
+def _parse_url(url: str, secrets: tuple[str, ...]) -> URL:
+    """``url`` as a URL; control characters or an unparsable form are a bad URL."""
+    if CONTROL.search(url):
+        raise SourceBadResponse(
+            f"the URL {redact_url(url, secrets)!r} holds control characters",
+            hint="remove line breaks, tabs and other control characters from the URL",
+        )
+    try:
+        return URL(url, encoded=True)
+    except (ValueError, TypeError) as exc:
+        raise SourceBadResponse(f"malformed URL {redact_url(url, secrets)!r}: {exc}") from None
+
+
+def _redirect_target(current: URL, location: str, secrets: tuple[str, ...]) -> URL:
+    """Where a redirect points; a malformed ``Location`` is a bad answer, not a crash."""
+    shown = redact_text(location[:200], secrets)
+    hint = "the server sent a broken redirect; check the URL or the server's proxy settings"
+    if CONTROL.search(location):
+        raise SourceBadResponse(f"redirect to a malformed URL: {shown!r}", hint=hint)
+    try:
+        target = current.join(URL(location, encoded=True))
+        target.host  # noqa: B018 - parses the authority, which may still be malformed
+    except (ValueError, TypeError, UnicodeError):
+        raise SourceBadResponse(f"redirect to a malformed URL: {shown!r}", hint=hint) from None
+    return target
 
 
 def _source_error(exc: Exception, shown: str, secrets: tuple[str, ...]) -> SourceError | None:
     """Map a transport exception to a source error; ``None`` for ones that are not transport."""
     if isinstance(exc, SourceBadResponse):
         return exc
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return SourceUnavailable(
+            f"the upstream closed the connection mid-answer ({shown})",
+            hint="the server or a proxy on the way cut the answer short; try again",
+        )
+    if isinstance(exc, aiohttp.InvalidURL | ValueError) and not isinstance(exc, OSError):
+        return SourceBadResponse(
+            f"the request to {shown} could not be made: {redact_text(str(exc), secrets)}",
+            hint="check the URL, the headers and the parameters for invalid characters",
+        )
     if isinstance(exc, asyncio.TimeoutError):
         return SourceTimeout(f"no answer in time from {shown}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError) or (

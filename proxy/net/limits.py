@@ -88,7 +88,7 @@ class ServerLimits:
         breaker: CircuitBreaker,
     ) -> None:
         self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.rate = AsyncLimiter(rate_limit, 1.0) if rate_limit else None
+        self.rate = rate_limiter(rate_limit) if rate_limit else None
         self.breaker = breaker
 
     async def __aenter__(self) -> None:
@@ -107,3 +107,14 @@ class ServerLimits:
     async def __aexit__(self, *exc: object) -> None:
         self.breaker.release(asyncio.current_task())
         self.semaphore.release()
+
+
+def rate_limiter(rate: float) -> AsyncLimiter:
+    """A limiter of ``rate`` requests per second; below 1/s, one request per ``1/rate`` s.
+
+    ``AsyncLimiter(0.5, 1.0)`` holds half a request and refuses every acquire, so slow
+    rates are expressed as one request per longer period instead.
+    """
+    if rate >= 1:
+        return AsyncLimiter(rate, 1.0)
+    return AsyncLimiter(1, 1.0 / rate)

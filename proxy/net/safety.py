@@ -9,6 +9,7 @@ checked on the *resolved* address, inside the connector's resolver, so every con
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 
@@ -18,6 +19,43 @@ from aiohttp.resolver import DefaultResolver
 from proxy.errors import BlockedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Hosts that inet_aton reads as an IPv4 address: 2130706433, 127.1, 0x7f.1, 0177.0.0.1.
+NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}\.?$", re.I)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4, IPv4-compatible)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64:
+        return low
+    # ::a.b.c.d (deprecated IPv4-compatible); :: and ::1 are IPv6's own.
+    if int(address) >> 32 == 0 and int(address) > 1:
+        return low
+    return None
+
+
+def parse_host(host: str) -> IPAddress | None:
+    """The IP address ``host`` denotes (short and numeric IPv4 forms too), else ``None``.
+
+    ``http://2130706433/`` and ``http://127.1/`` reach 127.0.0.1 through the C resolver,
+    so they are judged as that address, not as names.
+    """
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    if NUMERIC_HOST.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+        except OSError:
+            return None
+    return None
 
 
 class AddressPolicy:
@@ -27,18 +65,23 @@ class AddressPolicy:
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
 
     def is_allowed(self, address: IPAddress) -> bool:
-        """True for public addresses and for addresses inside an allowed network."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        """True for public addresses and for addresses inside an allowed network.
+
+        An IPv6 address that embeds an IPv4 one (mapped, NAT64, 6to4, compatible) is
+        judged by that IPv4 address, since that is where a translator delivers it.
+        """
         if any(address in net for net in self.allowed):
             return True
+        if isinstance(address, ipaddress.IPv6Address):
+            inner = embedded_ipv4(address)
+            if inner is not None:
+                return self.is_allowed(inner)
         return address.is_global and not address.is_multicast
 
     def check(self, host: str) -> None:
-        """Raise :class:`BlockedAddress` when ``host`` is a literal IP that is not allowed."""
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
+        """Raise :class:`BlockedAddress` when ``host`` denotes an IP that is not allowed."""
+        address = parse_host(host)
+        if address is None:
             return  # a name: checked on its resolved addresses by GuardedResolver
         if not self.is_allowed(address):
             raise _blocked(host)
@@ -56,10 +99,14 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         """Resolve ``host`` and keep only allowed addresses; none left is an error."""
         results = await self.inner.resolve(host, port, family)
-        allowed = [r for r in results if self.policy.is_allowed(ipaddress.ip_address(r["host"]))]
+        allowed = [r for r in results if self._allowed(r["host"])]
         if not allowed:
             raise _blocked(host)
         return allowed
+
+    def _allowed(self, host: str) -> bool:
+        address = parse_host(host)
+        return address is not None and self.policy.is_allowed(address)
 
     async def close(self) -> None:
         """Close the wrapped resolver."""

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from cachetools import LRUCache, TTLCache
@@ -18,6 +19,7 @@ from proxy.cache.keys import Fingerprints
 from proxy.net.client import UpstreamClient, UpstreamResponse
 from proxy.net.limits import CircuitBreaker, ServerLimits
 from proxy.net.redact import redact_text
+from proxy.net.scope import CredentialScope
 from proxy.schemas import ServerBase
 from streaming.errors import (
     SourceAuthError,
@@ -31,6 +33,28 @@ from streaming.sources import FetchedImage
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
 EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
+
+
+@attrs.frozen
+class CapabilitiesLimits:
+    """Bounds of capabilities documents: size, layers, parse time, and the cache's bytes."""
+
+    max_bytes: int = 16 * 1024 * 1024
+    max_layers: int = 10_000
+    parse_timeout: float = 20.0
+    cache_bytes: int = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class CachedDocument:
+    """A parsed capabilities document and the size of the bytes it came from."""
+
+    value: Any
+    size: int
+
+
+def _weight(entry: CachedDocument) -> int:
+    return max(entry.size, 1)
 
 
 @attrs.define
@@ -47,15 +71,21 @@ class UpstreamContext:
     capabilities_ttl: float = 300.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    capabilities_limits: CapabilitiesLimits = attrs.field(factory=CapabilitiesLimits)
     # The service passes the installation's key; a context of its own gets a random one.
     fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
-    capabilities: TTLCache[str, Any] = attrs.field(init=False)  # parsed WMS/WMTS documents
+    # Parsed WMS/WMTS documents, bounded by the bytes of their documents, not by count.
+    capabilities: TTLCache[str, CachedDocument] = attrs.field(init=False)
     service_info: TTLCache[str, dict[str, Any]] = attrs.field(init=False)  # ArcGIS ?f=json
     tokens: LRUCache[str, Any] = attrs.field(init=False)  # ArcGIS tokens, expiry inside
     limits: LRUCache[tuple[str, int, float | None], ServerLimits] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.capabilities = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
+        self.capabilities = TTLCache(
+            maxsize=self.capabilities_limits.cache_bytes,
+            ttl=self.capabilities_ttl,
+            getsizeof=_weight,
+        )
         self.service_info = TTLCache(maxsize=256, ttl=self.capabilities_ttl)
         self.tokens = LRUCache(maxsize=256)
         self.limits = LRUCache(maxsize=1024)
@@ -87,6 +117,7 @@ class ServerConnection:
         self.ctx = ctx
         self.secrets = tuple(config.secrets())
         self.limits = ctx.limits_for(config)
+        self.scope = credential_scope(config)
 
     async def get(
         self,
@@ -96,8 +127,13 @@ class ServerConnection:
         *,
         method: str = "GET",
         data: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> UpstreamResponse:
-        """Request ``url`` with the server's headers and params, within its limits."""
+        """Request ``url`` with the server's headers and params, within its limits.
+
+        The credentials go only to the config's own host (and its ``credential_hosts``):
+        the client drops them on any hop elsewhere.
+        """
         async with self.limits:
             try:
                 resp = await self.ctx.client.request(
@@ -108,6 +144,8 @@ class ServerConnection:
                     headers={**self.config.headers, **(headers or {})},
                     verify_ssl=not self.config.skip_ssl,
                     secrets=self.secrets,
+                    scope=self.scope,
+                    max_bytes=max_bytes,
                 )
             except (SourceUnavailable, SourceTimeout):
                 self.limits.breaker.record(ok=False)
@@ -123,6 +161,12 @@ class ServerConnection:
     ) -> FetchedImage | None:
         """Fetch an image; ``None`` when the upstream has none there (404, 204, empty)."""
         return check_image(await self.get(url, params, headers), self.secrets)
+
+
+def credential_scope(config: ServerBase) -> CredentialScope:
+    """Where ``config``'s credentials may be sent: its URL's host and its credential hosts."""
+    hosts = [urlsplit(config.url).hostname or "", *config.credential_hosts]
+    return CredentialScope.build(hosts, config.headers, config.params, config.secrets())
 
 
 def check_status(resp: UpstreamResponse, secrets: tuple[str, ...] = ()) -> None:

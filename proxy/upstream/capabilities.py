@@ -8,36 +8,45 @@ per server access fingerprint, URL, parameters and parser.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from proxy.cache.keys import digest
-from proxy.upstream.base import ServerConnection, check_status, raise_for_document
+from proxy.upstream.base import (
+    CachedDocument,
+    ServerConnection,
+    check_status,
+    raise_for_document,
+)
 from streaming.errors import SourceBadResponse
 
 T = TypeVar("T")
 
 
 async def fetch_xml(connection: ServerConnection, url: str, params: Mapping[str, str]) -> bytes:
-    """GET a capabilities document and check it is safe, well-formed XML."""
-    resp = await connection.get(url, params)
+    """GET a capabilities document and check it is safe, well-formed XML of bounded size."""
+    limits = connection.ctx.capabilities_limits
+    resp = await connection.get(url, params, max_bytes=limits.max_bytes)
     check_status(resp, connection.secrets)
     raise_for_document(resp, connection.secrets)
-    await connection.ctx.run(screen_xml, resp.body)
+    await _bounded(connection, partial(screen_xml, max_layers=limits.max_layers), resp.body)
     return resp.body
 
 
-def screen_xml(body: bytes) -> None:
-    """Refuse XML with entities (XXE, billion laughs) and XML that does not parse.
+def screen_xml(body: bytes, max_layers: int | None = None) -> None:
+    """Refuse XML with entities (XXE, billion laughs), XML that does not parse, and
+    documents with more than ``max_layers`` layers.
 
     A bare DOCTYPE passes (WMS 1.1.1 servers always send one, and expat never fetches
     it); entity declarations and external references are refused.
     """
     try:
-        ElementTree.fromstring(body, forbid_dtd=False)
+        root = ElementTree.fromstring(body, forbid_dtd=False)
     except DefusedXmlException as exc:
         raise SourceBadResponse(
             "the capabilities document declares a DTD or entities, refused for safety"
@@ -47,6 +56,31 @@ def screen_xml(body: bytes) -> None:
             f"the capabilities document is not well-formed XML: {exc}",
             hint="check that the URL is the GetCapabilities URL of the service",
         ) from exc
+    if max_layers is not None:
+        layers = sum(1 for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Layer")
+        if layers > max_layers:
+            raise SourceBadResponse(
+                f"the capabilities document lists {layers} layers, past the limit of {max_layers}",
+                hint="raise the capabilities_max_layers setting if this server is trusted",
+            )
+
+
+async def _bounded(connection: ServerConnection, func: Callable[[bytes], T], body: bytes) -> T:
+    """``func(body)`` in the executor, given up after the parse timeout.
+
+    The worker thread cannot be stopped and finishes on its own; the request does not
+    wait for it, and the event loop (``/health``) never did.
+    """
+    timeout = connection.ctx.capabilities_limits.parse_timeout
+    try:
+        result: T = await asyncio.wait_for(connection.ctx.run(func, body), timeout)
+    except TimeoutError:
+        raise SourceBadResponse(
+            f"the capabilities document ({len(body)} bytes) took more than {timeout:g} s to read",
+            hint="the document is too large or complex; raise capabilities_parse_timeout "
+            "if this server is trusted",
+        ) from None
+    return result
 
 
 async def cached_capabilities(
@@ -62,12 +96,12 @@ async def cached_capabilities(
     """
     ctx = connection.ctx
     key = _cache_key(connection, url, params, parse)
-    cached: Any = ctx.capabilities.get(key)
+    cached = ctx.capabilities.get(key)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached.value  # type: ignore[no-any-return]
     body = await fetch_xml(connection, url, params)
     try:
-        parsed: T = await ctx.run(parse, body)
+        parsed: T = await _bounded(connection, parse, body)
     except SourceBadResponse:
         raise
     except Exception as exc:  # OWSLib raises bare KeyError/AttributeError on odd documents
@@ -75,7 +109,10 @@ async def cached_capabilities(
             f"the capabilities document could not be read: {type(exc).__name__}: {exc}",
             hint="check that the URL is the GetCapabilities URL of the service",
         ) from exc
-    ctx.capabilities[key] = parsed
+    # Weighed by the document's bytes (the parsed form is roughly proportional); a
+    # document larger than the whole cache is used once and not kept.
+    if len(body) <= ctx.capabilities.maxsize:
+        ctx.capabilities[key] = CachedDocument(parsed, len(body))
     return parsed
 
 

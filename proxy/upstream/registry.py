@@ -13,7 +13,15 @@ import attrs
 from pydantic import ValidationError
 
 from proxy.errors import InvalidInput
-from proxy.schemas import ArcGISConfig, ServerBase, ServerConfig, WMSConfig, WMTSConfig, XYZConfig
+from proxy.schemas import (
+    ArcGISConfig,
+    ServerBase,
+    ServerConfig,
+    WMSConfig,
+    WMTSConfig,
+    XYZConfig,
+    refuse_control_chars,
+)
 from proxy.upstream.arcgis import describe_arcgis, open_arcgis
 from proxy.upstream.base import UpstreamContext
 from proxy.upstream.detect import normalize
@@ -65,6 +73,13 @@ def parse_config(data: Any) -> ServerConfig:
     """Validate a server config; every problem becomes one :class:`InvalidInput`."""
     if not isinstance(data, dict):
         raise InvalidInput("a server config must be a JSON object")
+    try:  # before normalizing, which would percent-encode a line break into the URL
+        refuse_control_chars(data)
+    except ValueError as exc:
+        message = "must not hold control characters (line breaks, tabs, NUL)"
+        raise InvalidInput(
+            f"invalid server config: {exc}", errors=[{"field": "url", "message": message}]
+        ) from None
     data = normalize(data)[0]  # pasted URL forms: an ArcGIS export URL picked as wms, ...
     name = data.get("type")
     kind = SOURCE_TYPES.get(name) if isinstance(name, str) else None
