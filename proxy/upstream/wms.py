@@ -175,10 +175,11 @@ def select_crs(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[tuple[CRS,
     offered = [c for c in layers[0].crs if c in common]
     if config.crs:
         return [_configured_crs(config.crs, offered)]
-    ranked = sorted((c for c in offered if _known_rank(c) is not None), key=_known_rank)
-    others = sorted(c for c in offered if _known_rank(c) is None)
+    ranks = {c: rank for c in offered if (rank := _known_rank(c)) is not None}
+    known = sorted(ranks, key=lambda c: (ranks[c], c))
+    others = sorted(c for c in offered if c not in ranks)
     pairs: list[tuple[CRS, str]] = []
-    for code in [*ranked, *others]:
+    for code in [*known, *others]:
         if len(pairs) >= MAX_CRS:
             break
         crs = rasterio_crs(code)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from functools import lru_cache
 from typing import Any
+from xml.etree import ElementTree as XMLTree
 
 import attrs
 from defusedxml import ElementTree
@@ -114,8 +114,8 @@ class Capabilities:
 
 def parse_capabilities(body: bytes) -> Capabilities:
     """Parse screened capabilities bytes with OWSLib (blocking: run in the executor)."""
+    body, duplicates = _drop_duplicates(body)
     wmts = WebMapTileService("http://capabilities.invalid/", xml=body)
-    duplicates = _duplicate_matrix_ids(body)
     return Capabilities(
         layers={lid: _layer(meta) for lid, meta in wmts.contents.items()},
         matrix_sets={
@@ -125,19 +125,37 @@ def parse_capabilities(body: bytes) -> Capabilities:
     )
 
 
-def _duplicate_matrix_ids(body: bytes) -> dict[str, tuple[str, ...]]:
-    """Matrix identifiers declared twice in a set (OWSLib keeps the last one, silently)."""
+def _drop_duplicates(body: bytes) -> tuple[bytes, dict[str, tuple[str, ...]]]:
+    """The document without repeated TileMatrix (and TileMatrixLimits) identifiers.
+
+    OWSLib would keep the last one and only emit a RuntimeWarning; the first is kept
+    here and the repeated identifiers are returned, per set, to warn about.
+    """
     root = ElementTree.fromstring(body, forbid_dtd=False)
     found: dict[str, tuple[str, ...]] = {}
+    changed = False
     for tms in root.iter(f"{WMTS_NS}TileMatrixSet"):
-        ids = [
-            (m.findtext(f"{OWS_NS}Identifier") or "").strip()
-            for m in tms.findall(f"{WMTS_NS}TileMatrix")
-        ]
-        twice = tuple(mid for mid, n in Counter(ids).items() if n > 1 and mid)
+        twice = _drop_repeated(tms, f"{WMTS_NS}TileMatrix", f"{OWS_NS}Identifier")
         if twice:
             found[(tms.findtext(f"{OWS_NS}Identifier") or "").strip()] = twice
-    return found
+            changed = True
+    for limits in root.iter(f"{WMTS_NS}TileMatrixSetLimits"):
+        changed |= bool(
+            _drop_repeated(limits, f"{WMTS_NS}TileMatrixLimits", f"{WMTS_NS}TileMatrix")
+        )
+    return (XMLTree.tostring(root) if changed else body), found
+
+
+def _drop_repeated(parent: Any, tag: str, key: str) -> tuple[str, ...]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for child in parent.findall(tag):
+        name = (child.findtext(key) or "").strip()
+        if name and name in seen:
+            parent.remove(child)
+            repeated.append(name)
+        seen.add(name)
+    return tuple(dict.fromkeys(repeated))
 
 
 def duplicate_warnings(spec: MatrixSet) -> list[DocumentWarning]:
@@ -146,7 +164,7 @@ def duplicate_warnings(spec: MatrixSet) -> list[DocumentWarning]:
         DocumentWarning(
             "duplicate_tile_matrix",
             f"tile matrix set {spec.identifier!r} declares TileMatrix {mid!r} more than once; "
-            "only the last one is used",
+            "only the first one is used",
             "the server's capabilities are wrong: ask its operator to fix them",
         )
         for mid in spec.duplicates
