@@ -25,10 +25,9 @@ from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
 from streaming.decode import decode_rgba, is_blank
 from streaming.encode import encode_png
-from streaming.grid import is_web_mercator
+from streaming.grid import is_web_mercator, tile_for_lonlat
 from streaming.reader import ReadResult, SourceReader, preview_grid
 from streaming.sources import Source, TileSource
-from streaming.types import TileIndex
 
 # Fallback resolution for bbox sources (WMS, ArcGIS export), which have no native zoom.
 BBOX_DEFAULT_RESOLUTION = 10.0
@@ -136,6 +135,11 @@ async def probe_server(
             source = await services.sources.get(server)
         else:
             source = await open_source(config, services.upstream)
+        # What the capabilities document itself gets wrong (duplicate matrices, limits
+        # naming no matrix): worked around, but the user should know.
+        result.findings.extend(
+            Finding(w.code, "warning", w.message, w.hint) for w in getattr(source, "warnings", ())
+        )
         await _preview(source, config, result, services, lat=lat, lon=lon, size=size)
     except se.CodedError as exc:
         result.error = exc
@@ -250,7 +254,7 @@ async def deepest_zoom_with_data(
     """Walk from ``start`` towards coarser zooms; the first whose tile at lat/lon has data."""
     stop = max(source.min_zoom, start - max_probes + 1)
     for zoom in range(start, stop - 1, -1):
-        tile = TileIndex(*source.tms.tile(lon, lat, zoom))
+        tile = tile_for_lonlat(source.tms, zoom, lon, lat)  # in the set's own datum
         try:
             image = await source.fetch_tile(tile)
         except se.SourceNotFound:

@@ -1,7 +1,8 @@
 """Tile-grid math: resolutions, zoom choice and tile ranges, for any morecantile TMS.
 
 Also the one place that knows Web Mercator: its pixel size per zoom, its ground
-resolution at a latitude, and the many names servers give it (:func:`is_web_mercator`).
+resolution at a latitude, and the many names servers give it (:func:`is_web_mercator`);
+and the one place that decides a CRS's axis order (:func:`northing_first`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 
 from streaming.types import BBox, TileIndex
+
+NORTH_SOUTH = frozenset({"north", "south"})
+EAST_WEST = frozenset({"east", "west"})
 
 WEB_MERCATOR_CRS = CRS.from_epsg(3857)
 WGS84_CRS = CRS.from_epsg(4326)
@@ -100,6 +104,50 @@ def _names_web_mercator(identifier: str) -> bool:
         return False
 
 
+def northing_first(crs: pyproj.CRS) -> bool:
+    """True when the CRS's first axis is northing or latitude, judged by axis *direction*.
+
+    Abbreviations mislead: EPSG:21781 names its easting "Y", EPSG:31466 and EPSG:2180
+    name their northing "X". Polar CRSs give both axes a north/south direction (along
+    two meridians); only there the abbreviations decide (EPSG:32661 is N,E).
+    """
+    axes = crs.axis_info
+    if len(axes) < 2:
+        return False
+    first, second = axes[0].direction.lower(), axes[1].direction.lower()
+    if first in NORTH_SOUTH and second in EAST_WEST:
+        return True
+    if first in EAST_WEST and second in NORTH_SOUTH:
+        return False
+    abbrevs = (axes[0].abbrev.upper(), axes[1].abbrev.upper())
+    return abbrevs[0] in ("N", "LAT") or abbrevs == ("Y", "X")
+
+
+def tile_for_lonlat(tms: TileMatrixSet, zoom: int, lon: float, lat: float) -> TileIndex:
+    """The tile of matrix ``zoom`` holding the WGS84 point lon/lat.
+
+    The point is transformed into the TMS CRS first: morecantile's ``tms.tile()`` reads
+    lon/lat in the set's own datum (Amersfoort for EPSG:28992, ~100 m away). Points
+    outside the matrix are clamped to its edge tiles.
+    """
+    x, y = _from_wgs84(tms.crs.srs).transform(lon, lat)
+    matrix = tms.matrix(zoom)
+    origin_x, origin_y = _origin_xy(tms, zoom)
+    col = math.floor((x - origin_x) / (matrix.cellSize * matrix.tileWidth))
+    if matrix.cornerOfOrigin == "bottomLeft":
+        row = math.floor((y - origin_y) / (matrix.cellSize * matrix.tileHeight))
+    else:
+        row = math.floor((origin_y - y) / (matrix.cellSize * matrix.tileHeight))
+    col = min(max(col, 0), matrix.matrixWidth - 1)
+    row = min(max(row, 0), matrix.matrixHeight - 1)
+    return TileIndex(col, row, zoom)
+
+
+@lru_cache(maxsize=32)
+def _from_wgs84(srs: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(4326, pyproj.CRS.from_user_input(srs), always_xy=True)
+
+
 def matrix_resolution(tms: TileMatrixSet, zoom: int) -> float:
     """Cell size of matrix ``zoom`` in the TMS CRS units."""
     return float(tms.matrix(zoom).cellSize)
@@ -157,7 +205,12 @@ def tile_transform(tms: TileMatrixSet, tile: TileIndex) -> Affine:
 
 
 def _origin_xy(tms: TileMatrixSet, zoom: int) -> tuple[float, float]:
-    """Matrix origin as (x, y), whatever the CRS axis order of ``pointOfOrigin``."""
+    """Matrix origin as (x, y), read in the TMS's declared axis order.
+
+    That order is the set's ``orderedAxes`` (morecantile's ``_invert_axis``), so tiles
+    here agree with morecantile and rio-tiler on the same set; sets built from a CRS
+    must declare it by :func:`northing_first` (as the WMTS adapter does).
+    """
     a, b = tms.matrix(zoom).pointOfOrigin
     return (b, a) if tms._invert_axis else (a, b)
 

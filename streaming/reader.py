@@ -6,12 +6,13 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from functools import partial
+from functools import lru_cache, partial
 from typing import TypeVar
 
 import attrs
 import numpy as np
 from pyproj import Transformer
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import from_bounds, from_origin
 from rasterio.warp import transform_bounds
@@ -25,6 +26,9 @@ from streaming.types import BBox, TileIndex
 
 T = TypeVar("T")
 _TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
+# A request may hold up to this many times the output's pixels (to be fine on both axes).
+MAX_GROWTH = 4.0
+RES_SLACK = 1e-6  # float noise must not add a column
 
 
 @attrs.frozen
@@ -121,8 +125,8 @@ class SourceReader:
         crs = output.crs if output.crs in source.crs_list else source.crs_list[0]
         bbox = BBox(*transform_bounds(output.crs, crs, *_bounds(output), densify_pts=21))
         width, height = output.width, output.height
-        if crs != output.crs:  # keep the pixel count, follow the aspect in the request CRS
-            height = max(1, round(width * bbox.height / bbox.width))
+        if crs != output.crs:
+            width, height = request_size(output, crs, bbox)
         canvas = Grid(crs, from_bounds(*bbox, width, height), width, height)
         parts = split_request(width, height, *source.max_size)
         self._check_requests(len(parts))
@@ -171,6 +175,47 @@ class SourceReader:
             resampling=resampling,
         )
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+
+def request_size(output: Grid, crs: CRS, bbox: BBox) -> tuple[int, int]:
+    """Columns and rows that sample ``bbox`` (in ``crs``) at least as finely as ``output``.
+
+    One output pixel step along x and along y, at the centre, is mapped into ``crs``;
+    each request axis takes the finest step that mostly runs along it. In EPSG:4326 at
+    46 deg N a square ground pixel is 1.44 times wider than tall in degrees, so a
+    request keeping the output's pixel count would be that much coarser north-south.
+    """
+    to_crs = _transformer(output.crs, crs)
+    col, row = output.width / 2, output.height / 2
+    x0, y0 = to_crs.transform(*(output.transform * (col, row)))
+    vectors = []
+    for dc, dr in ((1, 0), (0, 1)):
+        x, y = to_crs.transform(*(output.transform * (col + dc, row + dr)))
+        vectors.append((x - x0, y - y0))
+    res_x = _finest_along(vectors, 0) or bbox.width / output.width
+    res_y = _finest_along(vectors, 1) or bbox.height / output.height
+    width = max(1, math.ceil(bbox.width / res_x - RES_SLACK))
+    height = max(1, math.ceil(bbox.height / res_y - RES_SLACK))
+    growth = width * height / (output.width * output.height)
+    if growth > MAX_GROWTH:  # near a pole or a singular transform: keep memory bounded
+        shrink = math.sqrt(MAX_GROWTH / growth)
+        width, height = max(1, round(width * shrink)), max(1, round(height * shrink))
+    return width, height
+
+
+@lru_cache(maxsize=16)
+def _transformer(src: CRS, dst: CRS) -> Transformer:
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _finest_along(vectors: list[tuple[float, float]], axis: int) -> float | None:
+    """Smallest component along ``axis`` of the vectors that mostly run along it."""
+    lengths = [
+        abs(v[axis])
+        for v in vectors
+        if math.isfinite(v[axis]) and abs(v[axis]) >= 0.5 * math.hypot(*v) > 0
+    ]
+    return min(lengths) if lengths else None
 
 
 def split_request(

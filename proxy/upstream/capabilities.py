@@ -9,6 +9,8 @@ per server access fingerprint, URL, parameters and parser.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import re
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
@@ -26,6 +28,15 @@ from proxy.upstream.base import (
 from streaming.errors import SourceBadResponse
 
 T = TypeVar("T")
+# Longest first: a UTF-32 LE BOM starts like a UTF-16 LE one.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+DECLARED_ENCODING = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
 
 
 async def fetch_xml(connection: ServerConnection, url: str, params: Mapping[str, str]) -> bytes:
@@ -33,9 +44,26 @@ async def fetch_xml(connection: ServerConnection, url: str, params: Mapping[str,
     limits = connection.ctx.capabilities_limits
     resp = await connection.get(url, params, max_bytes=limits.max_bytes)
     check_status(resp, connection.secrets)
+    body = decode_bom(resp.body)
     raise_for_document(resp, connection.secrets)
-    await _bounded(connection, partial(screen_xml, max_layers=limits.max_layers), resp.body)
-    return resp.body
+    await _bounded(connection, partial(screen_xml, max_layers=limits.max_layers), body)
+    return body
+
+
+def decode_bom(body: bytes) -> bytes:
+    """A document that starts with a byte-order mark, as UTF-8 without one.
+
+    The BOM decides the encoding (XML 1.0 §4.3.3); a declaration that says otherwise
+    (servers re-encode to UTF-16 and keep ``encoding="UTF-8"``) is dropped.
+    """
+    for bom, codec in BOMS:
+        if body.startswith(bom):
+            try:
+                text = body[len(bom) :].decode(codec)
+            except UnicodeDecodeError:
+                return body  # not what the BOM says: let the parser refuse it
+            return DECLARED_ENCODING.sub(r"\1", text, count=1).encode("utf-8")
+    return body
 
 
 def screen_xml(body: bytes, max_layers: int | None = None) -> None:

@@ -8,6 +8,7 @@ each version's rules: 1.1.1 sends ``SRS`` and an x,y ``BBOX``; 1.3.0 sends ``CRS
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -28,7 +29,7 @@ from proxy.upstream.wms_capabilities import (
     summarize,
 )
 from streaming.errors import InvalidRead, SourceBadResponse, SourceUnsupported
-from streaming.grid import is_web_mercator
+from streaming.grid import WEB_MERCATOR_ALIASES, WEB_MERCATOR_CODES
 from streaming.sources import FetchedImage
 from streaming.types import BBox
 
@@ -43,12 +44,19 @@ OGC_KEYS = frozenset(
 EXCEPTIONS_FORMAT = {"1.1.1": "application/vnd.ogc.se_xml", "1.3.0": "XML"}
 DECODABLE = ("png", "jpeg", "jpg", "gif", "tiff", "webp")
 LISTED = 20  # names shown in an error message
+MAX_CRS = 8  # CRSs kept per source: the preferred ones, then a few others
+SIMPLE_CODE = re.compile(r"(?:EPSG|ESRI):(\d+)$")
+
+
+def dialect(version: str) -> str:
+    """The rules a version follows: 1.1.0 speaks like 1.1.1 (SRS, x,y BBOX)."""
+    return "1.3.0" if version.startswith("1.3") else "1.1.1"
 
 
 def bbox_param(bbox: BBox, code: str, version: str) -> str:
-    """The GetMap BBOX value: x,y order, except lat/lon-ordered CRSs in 1.3.0."""
+    """The GetMap BBOX value: x,y order, except northing-first CRSs in 1.3.0."""
     values: Sequence[float] = bbox
-    if version == "1.3.0" and northing_first(code):
+    if dialect(version) == "1.3.0" and northing_first(code):
         values = (bbox.bottom, bbox.left, bbox.top, bbox.right)
     return ",".join(repr(float(v)) for v in values)
 
@@ -158,22 +166,22 @@ def _decodable(fmt: str) -> bool:
 
 
 def select_crs(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[tuple[CRS, str]]:
-    """(rasterio CRS, server code) pairs, preferred first: EPSG:3857, EPSG:4326, others."""
-    offered = [c for c in layers[0].crs if all(c in layer.crs for layer in layers[1:])]
+    """(rasterio CRS, server code) pairs, preferred first: EPSG:3857, EPSG:4326, others.
+
+    Blocking (PROJ parses), run it in the executor. GeoServer lists thousands of CRSs
+    per layer: the known ones are found by name, and only a few others are parsed.
+    """
+    common = set(layers[0].crs).intersection(*(layer.crs for layer in layers[1:]))
+    offered = [c for c in layers[0].crs if c in common]
     if config.crs:
-        crs = rasterio_crs(config.crs)
-        if crs is None:
-            raise InvalidInput(f"unknown CRS {config.crs!r}")
-        if not offered:
-            return [(crs, config.crs)]
-        match = next((c for c in offered if rasterio_crs(c) == crs), None)
-        if match is None:
-            raise InvalidInput(
-                f"the layer does not offer CRS {config.crs}; it offers: {_listing(offered)}"
-            )
-        return [(crs, match)]
+        return [_configured_crs(config.crs, offered)]
+    ranks = {c: rank for c in offered if (rank := _known_rank(c)) is not None}
+    known = sorted(ranks, key=lambda c: (ranks[c], c))
+    others = sorted(c for c in offered if c not in ranks)
     pairs: list[tuple[CRS, str]] = []
-    for code in sorted(offered, key=_crs_rank):
+    for code in [*known, *others]:
+        if len(pairs) >= MAX_CRS:
+            break
         crs = rasterio_crs(code)
         if crs is not None and all(crs != known for known, _ in pairs):
             pairs.append((crs, code))
@@ -185,13 +193,29 @@ def select_crs(config: WMSConfig, layers: Sequence[WMSLayer]) -> list[tuple[CRS,
     return pairs
 
 
-def _crs_rank(code: str) -> tuple[int, str]:
-    upper = code.upper()
+def _configured_crs(wanted: str, offered: Sequence[str]) -> tuple[CRS, str]:
+    """The configured CRS under the server's name for it (same name first, then same CRS)."""
+    crs = rasterio_crs(wanted)
+    if crs is None:
+        raise InvalidInput(f"unknown CRS {wanted!r}")
+    if not offered:
+        return crs, wanted
+    same = next((c for c in offered if c.strip().upper() == wanted.strip().upper()), None)
+    match = same or next((c for c in offered if rasterio_crs(c) == crs), None)
+    if match is None:
+        raise InvalidInput(f"the layer does not offer CRS {wanted}; it offers: {_listing(offered)}")
+    return crs, match
+
+
+def _known_rank(code: str) -> int | None:
+    """Rank of the CRSs every reader wants, by name alone (no PROJ); None for the others."""
+    upper = code.strip().upper()
     if upper == "EPSG:3857":
-        return 0, upper
-    if is_web_mercator(upper):
-        return 1, upper
-    return {"EPSG:4326": 2, "CRS:84": 3}.get(upper, 4), upper
+        return 0
+    match = SIMPLE_CODE.match(upper)
+    if upper in WEB_MERCATOR_ALIASES or (match and int(match[1]) in WEB_MERCATOR_CODES):
+        return 1
+    return {"EPSG:4326": 2, "CRS:84": 3, "OGC:CRS84": 3}.get(upper)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -246,12 +270,12 @@ class WMSSource:
             "REQUEST": "GetMap",
             "LAYERS": ",".join(s.layers),
             "STYLES": ",".join(s.styles),
-            "SRS" if s.version == "1.1.1" else "CRS": code,
+            "SRS" if dialect(s.version) == "1.1.1" else "CRS": code,
             "BBOX": bbox_param(bbox, code, s.version),
             "WIDTH": str(width),
             "HEIGHT": str(height),
             "FORMAT": s.format,
-            "EXCEPTIONS": EXCEPTIONS_FORMAT[s.version],
+            "EXCEPTIONS": EXCEPTIONS_FORMAT[dialect(s.version)],
         }
         if "png" in s.format.lower():
             params["TRANSPARENT"] = "TRUE"
@@ -276,16 +300,17 @@ async def open_wms(config: WMSConfig, ctx: UpstreamContext) -> WMSSource:
     if caps.version not in VERSIONS:
         raise SourceUnsupported(
             f"WMS version {caps.version or '(none)'} is not supported",
-            hint="versions 1.1.1 and 1.3.0 are; set version in the config to ask for one",
+            hint="versions 1.1.0, 1.1.1 and 1.3.0 are; set version in the config to ask for one",
         )
     layers = select_layers(config, caps)
+    crs_codes: list[tuple[CRS, str]] = await ctx.run(select_crs, config, layers)
     settings = GetMapSettings(
         url=url,
         version=caps.version,
         layers=tuple(layer.name for layer in layers),
         styles=tuple(select_styles(config, layers)),
         format=select_format(config, caps),
-        crs_codes=tuple(select_crs(config, layers)),
+        crs_codes=tuple(crs_codes),
         max_size=(
             min(caps.max_width or DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE),
             min(caps.max_height or DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE),

@@ -15,7 +15,8 @@ from owslib.wms import WebMapService
 from streaming.errors import SourceBadResponse
 from streaming.types import BBox
 
-VERSIONS = ("1.1.1", "1.3.0")
+VERSIONS = ("1.1.0", "1.1.1", "1.3.0")  # served; 1.1.0 follows the 1.1.1 rules
+PARSERS = ("1.1.1", "1.3.0")  # OWSLib's readers
 
 
 @attrs.frozen
@@ -42,7 +43,7 @@ class WMSLayer:
 class WMSCapabilities:
     """What the adapter needs from a WMS capabilities document."""
 
-    version: str  # as the server answered it; only 1.1.1 and 1.3.0 are served
+    version: str  # as the server answered it; only VERSIONS are served
     title: str | None
     layers: tuple[WMSLayer, ...]
     formats: tuple[str, ...]
@@ -64,12 +65,14 @@ def parse_capabilities(body: bytes) -> WMSCapabilities:
             f"the document is not WMS capabilities (root element <{tag}>)",
             hint="check that the URL is the GetCapabilities URL of a WMS",
         )
-    raw = root.get("version", "")
-    version = next((v for v in VERSIONS if raw.startswith(v[:3])), raw)
+    raw = root.get("version", "").strip()
+    # Reported as the server says (1.1.0 stays 1.1.0); read with its family's parser.
+    version = raw if raw in VERSIONS else next((v for v in PARSERS if raw[:3] == v[:3]), raw)
     max_width, max_height = _service_limits(root)
     if version not in VERSIONS:
         return WMSCapabilities(raw, None, (), (), None, max_width, max_height)
-    wms = WebMapService("", version=version, xml=body)  # xml given: OWSLib fetches nothing
+    parser = next(v for v in PARSERS if version[:3] == v[:3])
+    wms = WebMapService("", version=parser, xml=body)  # xml given: OWSLib fetches nothing
     try:
         getmap = wms.getOperationByName("GetMap")
     except KeyError:

@@ -21,9 +21,14 @@ from proxy.upstream.base import ServerConnection, UpstreamContext
 from proxy.upstream.capabilities import cached_capabilities
 from proxy.upstream.wmts_capabilities import (
     Capabilities,
+    DocumentWarning,
     Layer,
     Limits,
     MatrixSet,
+    document_warnings,
+    duplicate_warnings,
+    limits_warnings,
+    match_limits,
     parse_capabilities,
     quad_zooms,
     tile_matrix_set,
@@ -80,6 +85,8 @@ class SourcePlan:
     endpoint: TileEndpoint
     min_zoom: int
     max_zoom: int
+    limits: dict[str, Limits]  # by matrix identifier; empty: no limits
+    warnings: tuple[DocumentWarning, ...] = ()
 
 
 def plan_source(caps: Capabilities, config: WMTSConfig, *, quad: bool = False) -> SourcePlan:
@@ -97,8 +104,13 @@ def plan_source(caps: Capabilities, config: WMTSConfig, *, quad: bool = False) -
     if not spec.matrices:
         raise SourceBadResponse(f"tile matrix set {spec.identifier!r} declares no TileMatrix")
     tms = tile_matrix_set(spec)
-    min_zoom, max_zoom = _zoom_range(config, spec, layer.links[spec.identifier])
-    return SourcePlan(layer, spec, tms, style, fmt, endpoint, min_zoom, max_zoom)
+    declared = layer.links[spec.identifier]
+    limits = match_limits(spec, declared)  # none matched: ignored, with a warning
+    warnings = (*duplicate_warnings(spec), *limits_warnings(layer.identifier, spec, declared))
+    min_zoom, max_zoom = _zoom_range(config, spec, limits)
+    return SourcePlan(
+        layer, spec, tms, style, fmt, endpoint, min_zoom, max_zoom, limits, tuple(warnings)
+    )
 
 
 def _endpoint(layer: Layer, set_id: str, style: str, fmt: str, kvp_url: str | None) -> TileEndpoint:
@@ -239,12 +251,17 @@ class WMTSSource:
     def __init__(self, connection: ServerConnection, plan: SourcePlan) -> None:
         self.connection = connection
         self.plan = plan
-        self._limits = plan.layer.links[plan.matrix_set.identifier]
+        self._limits = plan.limits
 
     @property
     def tms(self) -> TileMatrixSet:
         """The WMTS set as morecantile, ids "0".."n-1" coarse to fine."""
         return self.plan.tms
+
+    @property
+    def warnings(self) -> tuple[DocumentWarning, ...]:
+        """Mistakes of the capabilities that affect this source (for test connection)."""
+        return self.plan.warnings
 
     @property
     def min_zoom(self) -> int:
@@ -303,7 +320,8 @@ async def describe_wmts(config: WMTSConfig, ctx: UpstreamContext) -> dict[str, A
         }
         for layer in caps.layers.values()
     ]
-    return {"layers": layers, "tile_matrix_sets": sets}
+    warnings = [attrs.asdict(w) for w in await ctx.run(document_warnings, caps)]
+    return {"layers": layers, "tile_matrix_sets": sets, "warnings": warnings}
 
 
 def _describe_sets(caps: Capabilities) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ TileMatrixSet becomes a morecantile set whose matrix ids are "0".."n-1", coarse 
 fine, as :class:`streaming.sources.TileSource` wants; the WMTS identifiers stay in
 :attr:`MatrixSet.matrix_ids` to build the requests. ``cellSize`` is
 ``ScaleDenominator * 0.28 mm / metersPerUnit`` and ``pointOfOrigin`` is the
-TopLeftCorner in the CRS's own axis order (lat,lon for EPSG:4326).
+TopLeftCorner in the CRS's own axis order (lat,lon for EPSG:4326, judged by axis
+direction). Mistakes of the document itself (a matrix identifier declared twice,
+limits naming no matrix of their set) become :class:`DocumentWarning` values.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import math
 import re
 from functools import lru_cache
 from typing import Any
+from xml.etree import ElementTree as XMLTree
 
 import attrs
+from defusedxml import ElementTree
 from morecantile import TileMatrixSet
 from owslib.wmts import WebMapTileService
 
@@ -29,6 +33,17 @@ from proxy.upstream.crs import (
 from streaming.grid import MERCATOR_HALF_EXTENT, is_web_mercator, mercator_resolution
 
 OGC_PIXEL_SIZE = 0.00028  # metres: the standardized rendering pixel of ScaleDenominator
+WMTS_NS = "{http://www.opengis.net/wmts/1.0}"
+OWS_NS = "{http://www.opengis.net/ows/1.1}"
+
+
+@attrs.frozen
+class DocumentWarning:
+    """Something wrong in the capabilities document itself, worked around."""
+
+    code: str
+    message: str
+    hint: str | None = None
 
 
 @attrs.frozen
@@ -51,6 +66,7 @@ class MatrixSet:
     identifier: str
     crs: str
     matrices: tuple[Matrix, ...]
+    duplicates: tuple[str, ...] = ()  # matrix identifiers declared more than once
 
     @property
     def matrix_ids(self) -> tuple[str, ...]:
@@ -98,15 +114,111 @@ class Capabilities:
 
 def parse_capabilities(body: bytes) -> Capabilities:
     """Parse screened capabilities bytes with OWSLib (blocking: run in the executor)."""
+    body, duplicates = _drop_duplicates(body)
     wmts = WebMapTileService("http://capabilities.invalid/", xml=body)
     return Capabilities(
         layers={lid: _layer(meta) for lid, meta in wmts.contents.items()},
-        matrix_sets={sid: _matrix_set(s) for sid, s in wmts.tilematrixsets.items()},
+        matrix_sets={
+            sid: _matrix_set(s, duplicates.get(sid, ())) for sid, s in wmts.tilematrixsets.items()
+        },
         kvp_url=_kvp_url(wmts.operations),
     )
 
 
-def _matrix_set(tms: Any) -> MatrixSet:
+def _drop_duplicates(body: bytes) -> tuple[bytes, dict[str, tuple[str, ...]]]:
+    """The document without repeated TileMatrix (and TileMatrixLimits) identifiers.
+
+    OWSLib would keep the last one and only emit a RuntimeWarning; the first is kept
+    here and the repeated identifiers are returned, per set, to warn about.
+    """
+    root = ElementTree.fromstring(body, forbid_dtd=False)
+    found: dict[str, tuple[str, ...]] = {}
+    changed = False
+    for tms in root.iter(f"{WMTS_NS}TileMatrixSet"):
+        twice = _drop_repeated(tms, f"{WMTS_NS}TileMatrix", f"{OWS_NS}Identifier")
+        if twice:
+            found[(tms.findtext(f"{OWS_NS}Identifier") or "").strip()] = twice
+            changed = True
+    for limits in root.iter(f"{WMTS_NS}TileMatrixSetLimits"):
+        changed |= bool(
+            _drop_repeated(limits, f"{WMTS_NS}TileMatrixLimits", f"{WMTS_NS}TileMatrix")
+        )
+    return (XMLTree.tostring(root) if changed else body), found
+
+
+def _drop_repeated(parent: Any, tag: str, key: str) -> tuple[str, ...]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for child in parent.findall(tag):
+        name = (child.findtext(key) or "").strip()
+        if name and name in seen:
+            parent.remove(child)
+            repeated.append(name)
+        seen.add(name)
+    return tuple(dict.fromkeys(repeated))
+
+
+def duplicate_warnings(spec: MatrixSet) -> list[DocumentWarning]:
+    """A warning per matrix identifier the set declares more than once."""
+    return [
+        DocumentWarning(
+            "duplicate_tile_matrix",
+            f"tile matrix set {spec.identifier!r} declares TileMatrix {mid!r} more than once; "
+            "only the first one is used",
+            "the server's capabilities are wrong: ask its operator to fix them",
+        )
+        for mid in spec.duplicates
+    ]
+
+
+def match_limits(spec: MatrixSet, limits: dict[str, Limits]) -> dict[str, Limits]:
+    """The limits of each matrix of ``spec``, by matrix identifier.
+
+    Some servers name matrices in TileMatrixSetLimits with a prefix ("WGS84:0" for
+    matrix "0"); like OpenLayers, an exact identifier wins, else the part after the
+    last ':' is matched against the matrix identifier or the part after its last ':'.
+    """
+    matched: dict[str, Limits] = {}
+    for mid in spec.matrix_ids:
+        if mid in limits:
+            matched[mid] = limits[mid]
+            continue
+        tail = mid.rsplit(":", 1)[-1]
+        for name, lim in limits.items():
+            if name.rsplit(":", 1)[-1] in (mid, tail):
+                matched[mid] = lim
+                break
+    return matched
+
+
+def limits_warnings(
+    layer: str, spec: MatrixSet, limits: dict[str, Limits]
+) -> list[DocumentWarning]:
+    """A warning when TileMatrixSetLimits name no matrix of the set (they are then ignored)."""
+    if not limits or match_limits(spec, limits):
+        return []
+    return [
+        DocumentWarning(
+            "limits_match_no_matrix",
+            f"the TileMatrixSetLimits of layer {layer!r} name no matrix of tile matrix set "
+            f"{spec.identifier!r} (they name {', '.join(list(limits)[:5])}; the set has "
+            f"{', '.join(spec.matrix_ids[:5])}); the limits are ignored",
+            "the server's capabilities are inconsistent; tiles are asked for everywhere",
+        )
+    ]
+
+
+def document_warnings(caps: Capabilities) -> list[DocumentWarning]:
+    """Every mistake of the document: duplicate matrices, limits that name no matrix."""
+    found = [w for spec in caps.matrix_sets.values() for w in duplicate_warnings(spec)]
+    for layer in caps.layers.values():
+        for set_id, limits in layer.links.items():
+            if set_id in caps.matrix_sets:
+                found += limits_warnings(layer.identifier, caps.matrix_sets[set_id], limits)
+    return found
+
+
+def _matrix_set(tms: Any, duplicates: tuple[str, ...]) -> MatrixSet:
     matrices = [
         Matrix(
             m.identifier,
@@ -120,7 +232,7 @@ def _matrix_set(tms: Any) -> MatrixSet:
         for m in tms.tilematrix.values()
     ]
     matrices.sort(key=lambda m: -m.scale_denominator)  # stable: coarse to fine
-    return MatrixSet(tms.identifier, tms.crs, tuple(matrices))
+    return MatrixSet(tms.identifier, tms.crs, tuple(matrices), duplicates)
 
 
 def _layer(meta: Any) -> Layer:
@@ -184,9 +296,15 @@ def tile_matrix_set(spec: MatrixSet) -> TileMatrixSet:
         id=re.sub(r"[^\w\-]", "_", spec.identifier),
         title=spec.identifier,
         crs=crs_uri(crs),
-        orderedAxes=[a.abbrev for a in crs.axis_info[:2]],
+        # Direction-based names, so morecantile's abbreviation test agrees with ours.
+        orderedAxes=_ordered_axes(crs, inverted),
         tileMatrices=matrices,
     )
+
+
+def _ordered_axes(crs: Any, inverted: bool) -> list[str]:
+    names = ["Lat", "Lon"] if crs.is_geographic else ["N", "E"]
+    return names if inverted else names[::-1]
 
 
 def quad_zooms(spec: MatrixSet) -> list[int] | None:

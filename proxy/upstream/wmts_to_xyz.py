@@ -41,13 +41,13 @@ async def wmts_to_xyz(config: WMTSConfig, ctx: UpstreamContext) -> dict[str, Any
     plan: SourcePlan = await ctx.run(partial(plan_source, quad=True), caps, config)
     zooms = quad_zooms(plan.matrix_set)
     assert zooms is not None
-    numeric = [m.identifier == str(z) for m, z in zip(plan.matrix_set.matrices, zooms, strict=True)]
-    if not all(numeric):
-        sample = plan.matrix_set.matrices[-1]
+    pairs = zip(plan.matrix_set.matrices, zooms, strict=True)
+    offender = next(((m, z) for m, z in pairs if m.identifier != str(z)), None)
+    if offender is not None:
         raise SourceUnsupported(
             f"the matrix identifiers of tile matrix set {plan.matrix_set.identifier!r} are not "
-            f"zoom numbers ({sample.identifier!r} is zoom {zooms[-1]}), so no {{z}} template "
-            "can name them",
+            f"zoom numbers ({offender[0].identifier!r} is zoom {offender[1]}), so no {{z}} "
+            "template can name them",
             hint="use the wmts server type, which maps matrices itself",
         )
     tile_size = plan.matrix_set.matrices[0].tile_width

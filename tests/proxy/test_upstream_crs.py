@@ -6,13 +6,16 @@ import pytest
 from rasterio.crs import CRS
 
 from proxy.upstream.crs import (
+    axis_inverted,
     corner_in_axis_order,
     crs_from_identifier,
     crs_from_wkid,
     northing_first,
     rasterio_crs,
 )
+from proxy.upstream.wms import bbox_param
 from streaming.errors import SourceUnsupported
+from streaming.types import BBox
 
 MERCATOR = CRS.from_epsg(3857)
 
@@ -55,6 +58,38 @@ def test_northing_first():
     assert not any(map(northing_first, ["EPSG:3857", "EPSG:2056", "CRS:84", "EPSG:900913"]))
     assert not northing_first("EPSG:3413")  # polar: both axes "south"
     assert not northing_first("ESRI:102100")
+
+
+@pytest.mark.parametrize(
+    ("code", "first"),
+    [
+        ("EPSG:21781", False),  # Swiss LV03: easting abbreviated "Y", first
+        ("EPSG:28992", False),  # RD New: easting abbreviated "X"
+        ("EPSG:2180", True),  # Poland CS92: northing abbreviated "x", first
+        ("EPSG:31466", True),  # Gauss-Krueger: northing abbreviated "X"
+        ("EPSG:31468", True),
+        ("EPSG:3844", True),  # Stereo 70
+        ("EPSG:3035", True),  # LAEA Europe: "Y" northing first, as abbreviated
+        ("EPSG:32661", True),  # UPS North: polar, "N" first
+        ("EPSG:3031", False),  # Antarctic polar stereographic: "E" first
+    ],
+)
+def test_axis_order_follows_axis_directions(code, first):
+    assert northing_first(code) is first
+    assert axis_inverted(crs_from_identifier(code)) is first
+
+
+@pytest.mark.parametrize(
+    ("code", "version", "sent"),
+    [
+        ("EPSG:21781", "1.3.0", "537000.0,152000.0,538000.0,153000.0"),
+        ("EPSG:2180", "1.3.0", "152000.0,537000.0,153000.0,538000.0"),
+        ("EPSG:2180", "1.1.1", "537000.0,152000.0,538000.0,153000.0"),
+        ("EPSG:2180", "1.1.0", "537000.0,152000.0,538000.0,153000.0"),
+    ],
+)
+def test_wms_bbox_in_the_crs_axis_order(code, version, sent):
+    assert bbox_param(BBox(537000, 152000, 538000, 153000), code, version) == sent
 
 
 def test_wmts_identifiers():

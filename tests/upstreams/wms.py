@@ -25,7 +25,11 @@ LONLAT_BOUNDS = Transformer.from_crs(3857, 4326, always_xy=True).transform_bound
 LAYERS = ("truth", "world", "retired")  # "retired" is listed but refused by GetMap
 STYLES = ("default", "contrast")
 FORMATS = {"image/jpeg": "jpeg", "image/png": "png"}
-CRS_CODES = {"1.1.1": ("EPSG:4326", "EPSG:3857"), "1.3.0": ("EPSG:4326", "EPSG:3857", "CRS:84")}
+CRS_CODES = {
+    "1.1.0": ("EPSG:4326", "EPSG:3857"),  # answered like 1.1.1
+    "1.1.1": ("EPSG:4326", "EPSG:3857"),
+    "1.3.0": ("EPSG:4326", "EPSG:3857", "CRS:84"),
+}
 XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 
 # Entity attacks a hostile server could send as capabilities.
