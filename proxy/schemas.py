@@ -21,6 +21,8 @@ from streaming.grid import MAX_ZOOM
 ENCODED_PLACEHOLDER = re.compile(r"%7B(-?[a-z]+)%7D", re.I)
 XYZ_PLACEHOLDER = re.compile(r"\{(-?[a-z]+)\}")
 XYZ_KNOWN = {"x", "y", "-y", "z", "s", "q"}
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 
 def decode_placeholders(url: str) -> str:
@@ -65,6 +67,17 @@ class ServerBase(BaseModel):
     @classmethod
     def _http_url(cls, url: str) -> str:
         return check_http_url(url)
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        # Refused here, not by the HTTP client mid-request (which would be a 500).
+        for name, value in headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError("a header name is letters, digits and !#$%&'*+-.^_`|~ only")
+            if not HEADER_VALUE.fullmatch(value):
+                raise ValueError("a header value is printable ASCII, without line breaks")
+        return headers
 
     def secrets(self) -> list[str]:
         """Every secret value of this config (for redaction)."""

@@ -158,3 +158,16 @@ async def test_unsaved_probe_needs_a_config_object(api, server):
     resp = await api.post("/servers/test", json={"server": server, "lat": 0, "lon": 0})
     assert resp.status == 422
     assert (await resp.json())["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-A\r\nB": "v"}, {"X-A": "a\r\nInjected: 1"}, {"X-A": "nul\x00"}, {"é": "v"}, {"": "v"}],
+)
+async def test_unsendable_headers_are_refused_not_a_500(api, headers):
+    """Found by the fuzzer: such headers made the HTTP client raise mid-request (500)."""
+    config = {"type": "wmts", "name": "n", "url": "http://127.0.0.1:9/wmts", "headers": headers}
+    for path in ("/servers", "/capabilities", "/servers/from-wmts"):
+        resp = await api.post(path, json=config)
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"]["code"] == "invalid_input"
