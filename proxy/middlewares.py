@@ -11,10 +11,10 @@ from aiohttp.typedefs import Handler
 from proxy.errors import Unauthorized, error_body, status_for
 from proxy.http import json_response
 from proxy.keys import SERVICES
+from proxy.routes import PUBLIC_PATHS
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -36,6 +36,7 @@ __all__ = ["ARCGIS_FORMATS", "ENCODED_PLACEHOLDER"]
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")  # what aiohttp can send
 HOST_NAME = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -113,12 +114,13 @@ class ServerBase(BaseModel):
 
     @field_validator("headers")
     @classmethod
-    def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
+    def _sendable_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        # Refused here, not by the HTTP client mid-request (which would be a 500).
         for name, value in headers.items():
             if not HEADER_NAME.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if CONTROL_CHARS.search(value):
-                raise ValueError(f"the value of header {name!r} holds control characters")
+                raise ValueError("a header name is letters, digits and !#$%&'*+-.^_`|~ only")
+            if not HEADER_VALUE.fullmatch(value):
+                raise ValueError("a header value is printable ASCII, without line breaks")
         return headers
 
     @field_validator("credential_hosts")

@@ -86,6 +86,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
+        rate_max_wait=settings.upstream_timeout,
         fingerprints=Fingerprints(fingerprint_key),
     )
     sources = OpenSources(upstream)

@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from aiohttp import web
 
+from proxy.api_models import ProbeAsk, ProbeUnsaved, validate_body
 from proxy.errors import error_body, status_for
 from proxy.handlers.servers import get_record
-from proxy.http import json_object, json_response, number, read_json
+from proxy.http import json_response, read_json
 from proxy.keys import SERVICES
 from proxy.probe import ProbeRequest, ProbeResult, probe_server
 
 
 async def probe_unsaved(request: web.Request) -> web.Response:
-    """POST /servers/test with ``{"server": {...}, "lat", "lon", "resolution", "size"}``."""
-    body = json_object(await read_json(request))
-    server = json_object(body.get("server"), "server")
-    result = await probe_server(request.app[SERVICES], server, _ask(body))
+    """POST /servers/test with ``{"server": {...}, "lat", "lon", "resolution", "size"}``.
+
+    An invalid ``server`` config is not refused outright: the answer (422) lists findings.
+    """
+    body: ProbeUnsaved = validate_body(ProbeUnsaved, await read_json(request))
+    result = await probe_server(request.app[SERVICES], body.server, _ask(body))
     return _response(request, result)
 
 
 async def probe_saved(request: web.Request) -> web.Response:
-    """POST /servers/{id}/test with optional ``{"lat", "lon", "resolution", "size"}``."""
+    """POST /servers/{id}/test with optional ``{"lat", "lon", "resolution", "size"}``.
+
+    lat/lon and resolution default to the server's preview point and resolution.
+    """
     record = await get_record(request)
-    body = json_object(await read_json(request, required=False))
+    body: ProbeAsk = validate_body(ProbeAsk, await read_json(request, required=False))
     result = await probe_server(request.app[SERVICES], record, _ask(body))
     return _response(request, result)
 
 
-def _ask(body: dict[str, Any]) -> ProbeRequest:
-    size = number(body, "size")
-    return ProbeRequest(
-        lat=number(body, "lat"),
-        lon=number(body, "lon"),
-        resolution=number(body, "resolution"),
-        size=None if size is None else int(size),
-    )
+def _ask(body: ProbeAsk) -> ProbeRequest:
+    return ProbeRequest(lat=body.lat, lon=body.lon, resolution=body.resolution, size=body.size)
 
 
 def _response(request: web.Request, result: ProbeResult) -> web.Response:

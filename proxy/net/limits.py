@@ -86,17 +86,20 @@ class ServerLimits:
         max_concurrency: int,
         rate_limit: float | None,
         breaker: CircuitBreaker,
+        max_wait: float = 30.0,
     ) -> None:
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.rate = rate_limiter(rate_limit) if rate_limit else None
+        self.rate_limit = rate_limit
         self.breaker = breaker
+        self.max_wait = max_wait
 
     async def __aenter__(self) -> None:
         self.breaker.check()  # fail fast without queueing
         await self.semaphore.acquire()
         try:
             if self.rate is not None:
-                await self.rate.acquire()
+                await self._rate_slot()
             # Again after the wait: requests queued behind a hanging server fail fast
             # once the breaker opened, and only a request about to be sent is the trial.
             self.breaker.admit(asyncio.current_task())
@@ -107,6 +110,19 @@ class ServerLimits:
     async def __aexit__(self, *exc: object) -> None:
         self.breaker.release(asyncio.current_task())
         self.semaphore.release()
+
+    async def _rate_slot(self) -> None:
+        # A slow rate (0.01/s) would hold a request for minutes: past the upstream
+        # timeout the caller is told so at once instead.
+        assert self.rate is not None
+        try:
+            await asyncio.wait_for(self.rate.acquire(), self.max_wait)
+        except TimeoutError:
+            raise SourceUnavailable(
+                f"the server's rate limit ({self.rate_limit:g} requests/s) allows no request "
+                f"within {self.max_wait:g} s",
+                hint="wait, or raise the server's rate_limit",
+            ) from None
 
 
 def rate_limiter(rate: float) -> AsyncLimiter:

@@ -71,6 +71,7 @@ class UpstreamContext:
     capabilities_ttl: float = 300.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    rate_max_wait: float = 30.0  # longest wait for a rate-limit slot (the upstream timeout)
     capabilities_limits: CapabilitiesLimits = attrs.field(factory=CapabilitiesLimits)
     # The service passes the installation's key; a context of its own gets a random one.
     fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
@@ -100,7 +101,9 @@ class UpstreamContext:
         limits = self.limits.get(key)
         if limits is None:
             breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
-            limits = ServerLimits(config.max_concurrency, config.rate_limit, breaker)
+            limits = ServerLimits(
+                config.max_concurrency, config.rate_limit, breaker, max_wait=self.rate_max_wait
+            )
             self.limits[key] = limits
         return limits
 

@@ -223,3 +223,14 @@ async def test_a_down_server_is_not_hammered(serve, executor):
         assert fail_fast(list(outcomes), "in a row") == CALLERS - 1
     finally:
         await client.close()
+
+
+async def test_a_slow_rate_limit_refuses_at_once_instead_of_holding_the_request() -> None:
+    limits = ServerLimits(4, 0.01, CircuitBreaker(5, 30.0), max_wait=0.05)
+    async with limits:  # the first slot is free
+        pass
+    with pytest.raises(SourceUnavailable, match=r"rate limit \(0.01 requests/s\)") as info:
+        async with limits:
+            pass
+    assert "rate_limit" in (info.value.hint or "")
+    assert limits.semaphore._value == 4  # the concurrency slot was given back

@@ -1,0 +1,170 @@
+"""Request and response bodies of the HTTP API that are not server configs.
+
+Request models here validate what handlers read (``ProbeAsk``); response models describe
+what handlers answer. Both feed the OpenAPI document (:mod:`proxy.openapi`), so the
+document and the validation cannot drift apart. Server configs are :mod:`proxy.schemas`.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import or_
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+
+from proxy.errors import InvalidInput
+from proxy.http import json_object
+from proxy.upstream.registry import SOURCE_TYPES
+
+# One server config, any type: the union of every registered type's schema, told apart by
+# ``type``. Built from the registry, so a new type shows up here by itself.
+ServerConfigBody: Any = Annotated[
+    reduce(or_, (kind.schema for kind in SOURCE_TYPES.values())),
+    Field(discriminator="type", title="ServerConfig"),
+]
+
+# Where a request body is a server config that the handler validates itself (so that an
+# invalid one becomes findings, or is merged first), the document still points at the schema.
+RawServerConfig = Annotated[
+    dict[str, Any],
+    PlainValidator(lambda v: json_object(v, "server"), json_schema_input_type=ServerConfigBody),
+]
+
+
+class ProbeAsk(BaseModel):
+    """Where and how to test a connection; what is omitted comes from the config or settings."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    lat: float | None = Field(default=None, ge=-85.05, le=85.05, description="WGS84 degrees")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="WGS84 degrees")
+    resolution: float | None = Field(default=None, gt=0, le=100_000, description="m/px")
+    size: int | None = Field(default=None, ge=16, le=2048, description="preview size, px")
+
+
+class ProbeUnsaved(ProbeAsk):
+    """Test an unsaved config: the config, and where and how to test it."""
+
+    server: RawServerConfig
+
+
+class ConfigChanges(BaseModel):
+    """Fields of a server config to change; the result must be a valid config.
+
+    Secrets sent back masked (``***``) keep their stored value.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+def validate_body(model: type[BaseModel], data: Any) -> Any:
+    """``data`` validated by ``model``; every problem becomes one :class:`InvalidInput`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise InvalidInput(f"invalid request: {message}", errors=details) from None
+
+
+# ---- responses -------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong (SPEC §7); some errors add fields, e.g. ``suggested_resolution``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="stable, machine-readable")
+    message: str
+    hint: str | None = Field(default=None, description="what to do about it")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "hint"}}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: ErrorDetail
+
+
+class Status(BaseModel):
+    """Health or readiness."""
+
+    status: str
+
+
+class ServerView(BaseModel):
+    """A stored server: its config with every secret masked, its id and timestamps."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
+    name: str
+    url: str
+    created_at: str
+    updated_at: str
+
+
+class ServerList(BaseModel):
+    """Every stored server."""
+
+    servers: list[ServerView]
+
+
+class Finding(BaseModel):
+    """Something a test connection noticed, with what to do about it."""
+
+    code: str
+    severity: str = Field(description="error, warning or info")
+    message: str
+    hint: str | None = None
+
+
+class Preview(BaseModel):
+    """The preview image, base64-encoded."""
+
+    media_type: str
+    base64: str
+
+
+class DetectAsk(BaseModel):
+    """A pasted URL, and any config fields already known (``type`` is guessed when absent)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str = Field(description="any URL of the server: a tile, a GetMap, an export, ...")
+    type: str | None = None
+
+
+class DetectAnswer(BaseModel):
+    """The config a pasted URL would create (secrets masked; nothing is stored)."""
+
+    config: ServerView | dict[str, Any]
+    findings: list[Finding]
+
+
+class ProbeAnswer(BaseModel):
+    """A test connection that made a preview; the upstream requests are in ``diagnostics``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    lat: float
+    lon: float
+    resolution: float
+    zoom: int | None
+    preview: Preview
+    findings: list[Finding]
+    diagnostics: dict[str, Any]
+
+
+class Capabilities(BaseModel):
+    """What an upstream offers: layers, styles, formats, CRSs, grids (varies by type)."""
+
+    model_config = ConfigDict(extra="allow")
