@@ -10,9 +10,12 @@ at the root, and ``.{y}.{pid}.{rand}.tmp`` files being written (renamed into pla
 Reads happen in the event loop when that cannot block: files up to ``INLINE_READ_MAX``
 are read with ``preadv(RWF_NOWAIT)``, which answers from the page cache or fails at once
 with EAGAIN instead of waiting for the disk; only then, and for larger files, the read goes
-to the executor. An in-loop read of a cached 20 KB file costs ~6 µs; a thread hop costs
-3-5x that, and stalls the loop less only for bodies where the copy itself is long.
-256 KB (the largest 512 px JPEG tiles) copies in ~20 µs: still cheaper than a hop.
+to the executor. Measured on a loaded 2-core machine (benchmarks/RESULTS.md): a cached
+20 KB entry costs ~40-50 µs read and checked in the loop against ~80-290 µs through a
+thread; 128 KB still 105 µs against 260 µs; at 256 KB the in-loop read jumps to ~670 µs
+(buffers past glibc's 128 KiB mmap threshold fault in page by page) while a thread takes
+~230-330 µs. Hence 128 KB: below it the loop is cheaper, above it a stall of the loop
+would cost more than the hop.
 
 Least recently used is approximate: an entry's mtime is set at write and bumped on a hit
 when older than ``touch_after`` (one ``futimens`` at most per entry per minute), and the
@@ -27,26 +30,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import logging
 import os
 import secrets
-import shutil
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 from pathlib import Path
 
-import attrs
-
+from proxy.cache import scan
 from proxy.cache.entry import CacheEntry, decode, encode
+from proxy.cache.scan import SWEEP_TARGET, DiskStats
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DISK_BYTES = 10 * 1024**3
-INLINE_READ_MAX = 256 * 1024
-# A sweep deletes down to this share of the bound, so it does not run again at once.
-SWEEP_TARGET = 0.9
+INLINE_READ_MAX = 128 * 1024
 _COLD = object()  # not readable without waiting for the disk: go to the executor
 
 
@@ -58,46 +57,6 @@ def server_path(fingerprint: str) -> str:
 def entry_path(fingerprint: str, namespace: str, z: int, x: int, y: int) -> str:
     """The path of an entry relative to the tier's root."""
     return f"{server_path(fingerprint)}/{namespace}/{z}/{x}/{y}"
-
-
-@attrs.frozen
-class DiskStats:
-    """Entries and bytes (file sizes) found by a scan."""
-
-    entries: int = 0
-    bytes: int = 0
-
-
-@attrs.frozen
-class _File:
-    mtime: float
-    size: int
-    path: str
-
-
-def _walk(top: str) -> Iterator[os.DirEntry[str]]:
-    """Every file under ``top``, depth first; vanished directories are skipped."""
-    try:
-        with os.scandir(top) as it:
-            items = list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for item in items:
-        if item.is_dir(follow_symlinks=False):
-            yield from _walk(item.path)
-        else:
-            yield item
-
-
-def _ints(top: str, allowed: range | None) -> Iterator[tuple[int, str]]:
-    """Numeric entries of directory ``top`` within ``allowed`` (None: all)."""
-    try:
-        names = os.listdir(top)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in names:
-        if name.isdigit() and (allowed is None or int(name) in allowed):
-            yield int(name), f"{top}/{name}"
 
 
 class DiskTier:
@@ -287,49 +246,8 @@ class DiskTier:
                 return total
 
     def sweep_blocking(self) -> int | None:
-        """Delete stale temp files, then the oldest entries until under 90 % of the bound."""
-        os.makedirs(self.root, exist_ok=True)
-        lock = os.open(self._root + ".sweep.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return None
-            files, total = self._scan()
-            if total > self.max_bytes:
-                files.sort(key=lambda f: f.mtime)
-                target = self.max_bytes * SWEEP_TARGET
-                for f in files:
-                    if total <= target:
-                        break
-                    try:
-                        os.unlink(f.path)
-                    except FileNotFoundError:
-                        pass
-                    total -= f.size
-            return total
-        finally:
-            os.close(lock)  # releases the flock
-
-    def _scan(self) -> tuple[list[_File], int]:
-        files: list[_File] = []
-        total, now = 0, self._clock()
-        for top in os.listdir(self.root):
-            if top.startswith("."):
-                continue  # .locks, .sweep.lock
-            for item in _walk(self._root + top):
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if item.name.startswith("."):
-                    # A temp file left by a crash between write and rename.
-                    if item.name.endswith(".tmp") and now - st.st_mtime > self._temp_grace:
-                        _unlink(item.path)
-                    continue
-                files.append(_File(st.st_mtime, st.st_size, item.path))
-                total += st.st_size
-        return files, total
+        """Blocking body of a sweep (see :func:`proxy.cache.scan.sweep`)."""
+        return scan.sweep(str(self.root), self.max_bytes, self._clock(), self._temp_grace)
 
     # -- deletes and stats ---------------------------------------------------------------
 
@@ -363,24 +281,7 @@ class DiskTier:
     ) -> DiskStats:
         """Blocking body of :meth:`delete`."""
         base = self._root + server_path(fingerprint)
-        try:
-            names = os.listdir(base)
-        except FileNotFoundError:
-            return DiskStats()
-        whole = xs is None and ys is None
-        entries = size = 0
-        for ns in names:
-            if namespaces is not None and ns not in namespaces:
-                continue
-            for _, zdir in _ints(f"{base}/{ns}", zooms):
-                if whole:
-                    gone = _remove_tree(zdir)
-                else:
-                    gone = _remove_tiles(zdir, xs, ys)
-                entries, size = entries + gone.entries, size + gone.bytes
-        if zooms is None and whole and namespaces is None:
-            shutil.rmtree(base, ignore_errors=True)
-        return DiskStats(entries, size)
+        return scan.delete(base, zooms, xs, ys, namespaces)
 
     async def stats(self, fingerprint: str) -> DiskStats:
         """Entries and bytes of one server on disk (a scan, in the executor)."""
@@ -389,43 +290,4 @@ class DiskTier:
 
     def stats_blocking(self, fingerprint: str) -> DiskStats:
         """Blocking body of :meth:`stats`."""
-        base = self._root + server_path(fingerprint)
-        entries = size = 0
-        for item in _walk(base):
-            if not item.name.startswith("."):
-                try:
-                    size += item.stat(follow_symlinks=False).st_size
-                    entries += 1
-                except FileNotFoundError:
-                    pass
-        return DiskStats(entries, size)
-
-
-def _unlink(path: str) -> int:
-    """Delete ``path``; its size, or -1 when it was already gone."""
-    try:
-        size = os.stat(path).st_size
-        os.unlink(path)
-        return size
-    except FileNotFoundError:
-        return -1
-
-
-def _remove_tree(top: str) -> DiskStats:
-    entries = size = 0
-    for item in _walk(top):
-        gone = _unlink(item.path)
-        if gone >= 0 and not item.name.startswith("."):
-            entries, size = entries + 1, size + gone
-    shutil.rmtree(top, ignore_errors=True)
-    return DiskStats(entries, size)
-
-
-def _remove_tiles(zdir: str, xs: range | None, ys: range | None) -> DiskStats:
-    entries = size = 0
-    for _, xdir in _ints(zdir, xs):
-        for _, path in _ints(xdir, ys):
-            gone = _unlink(path)
-            if gone >= 0:
-                entries, size = entries + 1, size + gone
-    return DiskStats(entries, size)
+        return scan.count(self._root + server_path(fingerprint))
