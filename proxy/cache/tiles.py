@@ -101,6 +101,15 @@ class TileCache:
         """Create the folder and sweep the disk tier once."""
         await self.disk.start()
 
+    async def close(self) -> None:
+        """Wait for a running sweep (on shutdown; fetches in flight finish on their own)."""
+        await self.disk.wait_sweep()
+
+    @property
+    def in_flight(self) -> int:
+        """Fetches running in this process (a gauge for metrics)."""
+        return len(self._flight)
+
     async def get(self, key: CacheKey) -> CacheEntry | None:
         """The stored entry of ``key``, fresh or not (None when absent), without fetching."""
         entry = self.memory.get(key.id)

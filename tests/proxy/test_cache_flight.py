@@ -54,6 +54,7 @@ async def test_200_concurrent_requests_of_a_cold_key_fetch_once(cache, events):
     upstream = Upstream()
     tasks = [asyncio.create_task(cache.get_or_fetch(KEY, upstream, ttl=60)) for _ in range(200)]
     await until(lambda: events.counts["join"] == 199)
+    assert cache.in_flight == 1
     upstream.release.set()
     results = await asyncio.gather(*tasks)
     assert upstream.calls == 1
@@ -61,7 +62,8 @@ async def test_200_concurrent_requests_of_a_cold_key_fetch_once(cache, events):
     assert {r.entry.body for r in results} == {b"tile"}
     # And the next one is a hit, without a fetch.
     assert (await cache.get_or_fetch(KEY, upstream, ttl=60)).status is CacheStatus.HIT
-    assert upstream.calls == 1
+    assert upstream.calls == 1 and cache.in_flight == 0
+    await cache.close()
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_fetch(cache, events):
