@@ -55,6 +55,10 @@ class Settings:
     capabilities_parse_timeout: float = attrs.field(default=20.0, converter=float)
     capabilities_cache_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=int)
     log_level: str = "INFO"
+    # Tile cache (proxy/cache/tiles.py): byte bounds of its tiers, lifetime of no-data answers.
+    cache_memory_bytes: int = attrs.field(default=256 * 1024 * 1024, converter=int)
+    cache_disk_bytes: int = attrs.field(default=10 * 1024**3, converter=int)
+    negative_ttl: float = attrs.field(default=60.0, converter=float)
 
     @property
     def catalog_path(self) -> Path:

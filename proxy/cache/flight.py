@@ -1,0 +1,147 @@
+"""Single flight: one upstream fetch per missing key, in one process and across processes.
+
+In a process, :class:`SingleFlight` keeps one task per key; callers await it through
+``asyncio.shield``, so a cancelled caller (a client that went away) leaves the fetch
+running for the others. The task leaves the table when it ends, so a failure reaches the
+callers waiting at that moment and the next call tries again.
+
+Across the worker processes that share the disk cache, :class:`FileLocks` takes an
+``flock`` on one of ``buckets`` lock files under ``.locks/`` (a bucket per key hash: no file
+per key, and two keys sharing a bucket only wait for each other briefly). A process that
+does not get the lock polls for the entry to appear (another process fetched it) or the lock
+to come free; after ``timeout`` it fetches itself rather than wait on a stuck peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    # Mark the exception seen: when every caller was cancelled nobody else will.
+    if not task.cancelled():
+        task.exception()
+
+
+class SingleFlight(Generic[K, T]):
+    """At most one running call of a coroutine function per key."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[K, asyncio.Task[T]] = {}
+
+    async def run(
+        self, key: K, call: Callable[[], Awaitable[T]], on_join: Callable[[], None] | None = None
+    ) -> T:
+        """The result of ``call()`` for ``key``, or of the call for ``key`` already running.
+
+        ``on_join`` is called at once when this caller joins a running call.
+        """
+        task = self._tasks.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._tasks[key] = task
+            task.add_done_callback(self._forget(key))
+            task.add_done_callback(_retrieve)
+        elif on_join is not None:
+            on_join()
+        return await asyncio.shield(task)
+
+    def _forget(self, key: K) -> Callable[[asyncio.Task[T]], None]:
+        def done(task: asyncio.Task[T]) -> None:
+            if self._tasks.get(key) is task:
+                del self._tasks[key]
+
+        return done
+
+    def __len__(self) -> int:
+        """How many calls are running."""
+        return len(self._tasks)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether a call for ``key`` is running."""
+        return key in self._tasks
+
+
+class FileLocks:
+    """Non-blocking ``flock`` per key bucket, with polling for the other process's result."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        buckets: int = 4096,
+        poll: float = 0.02,
+        timeout: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.folder = Path(folder)
+        self._buckets = buckets
+        self._poll = poll
+        self._timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._made = False
+
+    def path(self, name: str) -> str:
+        """The lock file of ``name``'s bucket."""
+        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+        return f"{self.folder}/{int.from_bytes(digest, 'big') % self._buckets:04x}.lock"
+
+    def try_lock(self, name: str) -> int | None:
+        """The descriptor holding ``name``'s lock, or None if another holder has it."""
+        if not self._made:
+            os.makedirs(self.folder, exist_ok=True)
+            self._made = True
+        fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def run(
+        self,
+        name: str,
+        done: Callable[[], Awaitable[T | None]],
+        call: Callable[[], Awaitable[T]],
+        on_wait: Callable[[], None] | None = None,
+    ) -> T:
+        """``call()`` under ``name``'s lock, unless ``done()`` finds the work done meanwhile.
+
+        ``done`` is asked after the lock is taken (a peer may have finished just before)
+        and at each poll while a peer holds it; ``on_wait`` is called once if we wait.
+        """
+        fd = self.try_lock(name)
+        if fd is None:
+            if on_wait is not None:
+                on_wait()
+            deadline = self._clock() + self._timeout
+            while fd is None and self._clock() < deadline:
+                await self._sleep(self._poll)
+                found = await done()
+                if found is not None:
+                    return found
+                fd = self.try_lock(name)
+        try:
+            found = await done()
+            if found is not None:
+                return found
+            return await call()
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the flock

@@ -1,0 +1,276 @@
+"""The tile cache: memory over disk, single-flight fetches, revalidation, stale-if-error.
+
+One entry point serves tile routes, streaming reads and jobs alike::
+
+    cache = TileCache(settings.data_dir / "cache", executor=pool)
+    await cache.start()
+    key = CacheKey(fingerprint, "tile", z, x, y)
+    result = await cache.get_or_fetch(key, fetch, ttl=server.cache_ttl)
+    if result.entry is None:   # NEGATIVE: the upstream has no tile there
+        ...
+    else:                      # HIT | MISS | STALE
+        web.Response(body=result.entry.body, headers=result.entry.headers)
+
+``fetch(validators)`` asks the upstream once. It gets the stored ``ETag`` and
+``Last-Modified`` when an expired entry is revalidated (send them as ``If-None-Match`` and
+``If-Modified-Since``), and answers :class:`Fresh`, :class:`NotModified` (a 304) or
+:class:`NoData` (404 or an empty answer); it raises a ``SourceError`` when the upstream
+fails. Failures are never stored: the error reaches the callers waiting for that fetch,
+and an entry already held (even expired) is served instead, as STALE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from concurrent.futures import Executor
+from pathlib import Path
+
+import attrs
+
+from proxy.cache.disk import DEFAULT_DISK_BYTES, DiskTier
+from proxy.cache.entry import CacheEntry
+from proxy.cache.flight import FileLocks, SingleFlight
+from proxy.cache.memory import DEFAULT_MEMORY_BYTES, MemoryTier
+from proxy.cache.scan import DiskStats
+from proxy.cache.types import (
+    NEGATIVE,
+    CacheEvents,
+    CacheKey,
+    CacheResult,
+    CacheStats,
+    CacheStatus,
+    Fetch,
+    FetchOutcome,
+    Fresh,
+    NoData,
+    NoEvents,
+    NotModified,
+    Validators,
+)
+from streaming.errors import SourceBadResponse, SourceError, SourceNotFound
+
+__all__ = [
+    "CacheEntry",
+    "CacheEvents",
+    "CacheKey",
+    "CacheResult",
+    "CacheStats",
+    "CacheStatus",
+    "DiskStats",
+    "Fetch",
+    "FetchOutcome",
+    "Fresh",
+    "NoData",
+    "NoEvents",
+    "NotModified",
+    "TileCache",
+    "Validators",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NEGATIVE_TTL = 60.0
+
+
+class TileCache:
+    """Memory over disk over the upstream, with one fetch per missing key."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        disk_bytes: int = DEFAULT_DISK_BYTES,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+        executor: Executor | None = None,
+        events: CacheEvents | None = None,
+        clock: Callable[[], float] = time.time,
+        lock_timeout: float = 15.0,
+    ) -> None:
+        self.memory = MemoryTier(memory_bytes)
+        self.disk = DiskTier(root, disk_bytes, executor=executor, clock=clock)
+        self.negative_ttl = negative_ttl
+        self._events: CacheEvents = events or NoEvents()
+        self._clock = clock
+        self._flight: SingleFlight[str, CacheResult] = SingleFlight()
+        self._locks = FileLocks(Path(root) / ".locks", timeout=lock_timeout)
+
+    async def start(self) -> None:
+        """Create the folder and sweep the disk tier once."""
+        await self.disk.start()
+
+    async def close(self) -> None:
+        """Wait for a running sweep (on shutdown; fetches in flight finish on their own)."""
+        await self.disk.wait_sweep()
+
+    @property
+    def in_flight(self) -> int:
+        """Fetches running in this process (a gauge for metrics)."""
+        return len(self._flight)
+
+    async def get(self, key: CacheKey) -> CacheEntry | None:
+        """The stored entry of ``key``, fresh or not (None when absent), without fetching."""
+        entry = self.memory.get(key.id)
+        if entry is None:
+            entry = await self.disk.read(key.id)
+            if entry is not None:
+                self.memory.put(key.id, entry)
+        return entry
+
+    async def get_or_fetch(
+        self, key: CacheKey, fetch: Fetch, ttl: float, negative_ttl: float | None = None
+    ) -> CacheResult:
+        """The entry of ``key``: from memory, disk, or one fetch shared by every caller.
+
+        ``ttl`` is how long entries stay fresh (the server's ``cache_ttl``), ``negative_ttl``
+        how long a no-data answer is kept (default: the cache's). Raises the fetch's
+        ``SourceError`` when the upstream fails and nothing is stored for ``key``.
+        """
+        neg_ttl = self.negative_ttl if negative_ttl is None else negative_ttl
+        entry = self.memory.get(key.id)
+        if entry is None:
+            entry = await self.disk.read(key.id)
+            if entry is not None:
+                self.memory.put(key.id, entry)
+        if entry is not None:
+            if entry.negative:
+                if self._clock() - entry.stored_at < neg_ttl:
+                    self._events.negative(key)
+                    return NEGATIVE
+            elif self._clock() - entry.stored_at < ttl:
+                self._events.hit(key)
+                return CacheResult(entry, CacheStatus.HIT)
+        load = _Load(self, key, entry, fetch, ttl, neg_ttl)
+        return await self._flight.run(key.id, load.run, load.joined)
+
+    async def put(self, key: CacheKey, entry: CacheEntry) -> None:
+        """Store ``entry`` in both tiers (e.g. each tile cut from one metatile fetch)."""
+        self.memory.put(key.id, entry)
+        try:
+            await self.disk.write(key.id, entry)
+        except OSError as exc:  # a full disk degrades to memory only, never to an error
+            log.warning("cache write failed for %s: %s", key.fingerprint[:12], exc)
+
+    def entry(
+        self,
+        body: bytes,
+        content_type: str,
+        ttl: float,
+        upstream_etag: str | None = None,
+        upstream_last_modified: str | None = None,
+    ) -> CacheEntry:
+        """A new entry stored now (by the cache's clock), for :meth:`put`."""
+        return CacheEntry.create(
+            body,
+            content_type,
+            stored_at=self._clock(),
+            ttl=ttl,
+            upstream_etag=upstream_etag,
+            upstream_last_modified=upstream_last_modified,
+        )
+
+    async def delete(
+        self,
+        fingerprint: str,
+        zooms: range | None = None,
+        xs: range | None = None,
+        ys: range | None = None,
+        namespaces: Collection[str] | None = None,
+    ) -> DiskStats:
+        """Delete a server's entries from both tiers: all, a zoom range, or tile ranges.
+
+        See :meth:`DiskTier.delete`; returns what was deleted from disk.
+        """
+
+        def match(key_id: str) -> bool:
+            _, fp, ns, z, x, y = key_id.split("/")
+            return (
+                fp == fingerprint
+                and (namespaces is None or ns in namespaces)
+                and (zooms is None or int(z) in zooms)
+                and (xs is None or int(x) in xs)
+                and (ys is None or int(y) in ys)
+            )
+
+        self.memory.delete_where(match)
+        return await self.disk.delete(fingerprint, zooms, xs, ys, namespaces)
+
+    async def stats(self, fingerprint: str) -> CacheStats:
+        """One server's entries and bytes on disk (a scan in the executor) and in memory."""
+        disk = await self.disk.stats(fingerprint)
+        mem_entries = mem_bytes = 0
+        for key_id, found in self.memory.items():
+            if key_id.split("/", 2)[1] == fingerprint:
+                mem_entries, mem_bytes = mem_entries + 1, mem_bytes + len(found.body)
+        return CacheStats(disk.entries, disk.bytes, mem_entries, mem_bytes)
+
+
+@attrs.define
+class _Load:
+    """One fetch of a key, run once however many callers wait for it."""
+
+    cache: TileCache
+    key: CacheKey
+    seen: CacheEntry | None  # what the caller found, expired
+    fetch: Fetch
+    ttl: float
+    negative_ttl: float
+
+    def joined(self) -> None:
+        """A caller waits for this load, or this load for another process's."""
+        self.cache._events.join(self.key)
+
+    async def run(self) -> CacheResult:
+        locks = self.cache._locks
+        return await locks.run(self.key.id, self.stored, self.fetch_and_store, self.joined)
+
+    async def stored(self) -> CacheResult | None:
+        """A fresh entry another process stored while we waited for its lock."""
+        entry = await self.cache.disk.read(self.key.id)
+        if entry is None:
+            return None
+        age = self.cache._clock() - entry.stored_at
+        if age >= (self.negative_ttl if entry.negative else self.ttl):
+            return None
+        self.cache.memory.put(self.key.id, entry)
+        return NEGATIVE if entry.negative else CacheResult(entry, CacheStatus.MISS)
+
+    async def fetch_and_store(self) -> CacheResult:
+        cache, key, seen = self.cache, self.key, self.seen
+        known = seen if seen is not None and not seen.negative else None
+        validators = None
+        if known is not None and (known.upstream_etag or known.upstream_last_modified):
+            validators = Validators(known.upstream_etag, known.upstream_last_modified)
+        cache._events.miss(key)
+        try:
+            outcome = await self.fetch(validators)
+        except SourceNotFound:
+            outcome = NoData()
+        except SourceError:
+            if seen is None:
+                raise
+            cache._events.stale(key)
+            return NEGATIVE if known is None else CacheResult(known, CacheStatus.STALE)
+        now = cache._clock()
+        if isinstance(outcome, NoData):
+            await cache.put(key, CacheEntry.missing(stored_at=now, ttl=self.negative_ttl))
+            return NEGATIVE
+        if isinstance(outcome, NotModified):
+            if validators is None or known is None:
+                raise SourceBadResponse("the upstream answered 304 to an unconditional request")
+            entry = known.refreshed(now, self.ttl)
+            await cache.put(key, entry)
+            cache._events.revalidated(key)
+            return CacheResult(entry, CacheStatus.HIT)
+        entry = CacheEntry.create(
+            outcome.body,
+            outcome.content_type,
+            stored_at=now,
+            ttl=self.ttl,
+            upstream_etag=outcome.upstream_etag,
+            upstream_last_modified=outcome.upstream_last_modified,
+        )
+        await cache.put(key, entry)
+        return CacheResult(entry, CacheStatus.MISS)
