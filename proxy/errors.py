@@ -5,7 +5,6 @@ ProxyError
 ├── InvalidInput        well-formed but invalid (validation)           422
 ├── Unauthorized        no valid API key                               401
 ├── NotFound            no such resource                               404
-├── Unsupported         an upstream feature we do not handle (LERC...) 422
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
 ├── NoData              no data at that place at any probed zoom       422
@@ -52,12 +51,6 @@ class NotFound(ProxyError):
     code = "not_found"
 
 
-class Unsupported(ProxyError):
-    """The upstream uses a feature this service does not support."""
-
-    code = "unsupported"
-
-
 class BlockedAddress(ProxyError):
     """The upstream address is refused by the outbound address policy."""
 
@@ -92,7 +85,6 @@ STATUS: dict[type[Exception], int] = {
     InvalidInput: 422,
     Unauthorized: 401,
     NotFound: 404,
-    Unsupported: 422,
     BlockedAddress: 403,
     ResolutionNotSupported: 422,
     NoData: 422,
@@ -122,7 +114,6 @@ HINTS: dict[type[Exception], str] = {
     InvalidInput: "correct the fields named in the message and send it again",
     Unauthorized: "send the API key in the X-API-Key header or as Authorization: Bearer <key>",
     NotFound: "check the id; GET /servers lists the servers",
-    Unsupported: "this upstream feature is not supported; choose another format or layer",
     BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",
     ResolutionNotSupported: "use the suggested resolution or a coarser one",
     NoData: "try a place inside the layer's extent",
