@@ -12,7 +12,9 @@ import math
 from typing import Any
 
 import attrs
+from morecantile import TileMatrixSet
 from pydantic import ValidationError
+from pyproj import Transformer
 
 from proxy.catalog.base import ServerRecord
 from proxy.errors import InvalidInput, NoData, ResolutionNotSupported
@@ -25,9 +27,10 @@ from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
 from streaming.decode import decode_rgba, is_blank
 from streaming.encode import encode_png
-from streaming.grid import is_web_mercator, tile_for_lonlat
-from streaming.reader import ReadResult, SourceReader, preview_grid
+from streaming.grid import is_web_mercator, tile_for_lonlat, tile_transform
+from streaming.reader import ReadResult, SourceReader, preview_grid, tile_zoom
 from streaming.sources import Source, TileSource
+from streaming.types import TileIndex
 
 # Fallback resolution for bbox sources (WMS, ArcGIS export), which have no native zoom.
 BBOX_DEFAULT_RESOLUTION = 10.0
@@ -179,7 +182,16 @@ async def _preview(
     if result.resolution is None:
         result.resolution = default_resolution(config, source, lat)
     reader = SourceReader(source, ctx.executor, services.read_limits)
-    read = await reader.read(preview_grid(lat, lon, result.resolution, size))
+    output = preview_grid(lat, lon, result.resolution, size)
+    try:
+        read = await reader.read(output)
+    except se.SourceBadResponse as exc:
+        # Servers answer 400 ("Invalid level") past their last level: look for data above.
+        if not isinstance(source, TileSource):
+            raise
+        zoom = tile_zoom(source, output)
+        await _explain_missing_zoom(source, ctx, (lat, lon), zoom, refused=exc.message)
+        raise
     result.zoom = read.zoom
     await _check_data(source, read, (lat, lon), ctx, result)
     result.findings.extend(_upsampling(source, lat, result.resolution))
@@ -210,18 +222,40 @@ async def _check_data(
             )
         return
     if isinstance(source, TileSource) and read.zoom is not None:
-        deepest = await deepest_zoom_with_data(source, ctx, *place, read.zoom - 1)
-        if deepest is not None:
-            res = matrix_ground_resolution(source, deepest, place[0])
-            raise ResolutionNotSupported(
-                f"no data at zoom {read.zoom} here; the deepest zoom with data is {deepest}",
-                hint=f"resolution not supported, try {res:.2f} m/px",
-                deepest_zoom=deepest,
-                suggested_resolution=round(res, 3),
-            )
+        await _explain_missing_zoom(source, ctx, place, read.zoom)
     raise NoData(
         "the upstream returned no data (missing, empty or blank images) at this place",
         hint="check the location (lat/lon) and that the layer covers it",
+    )
+
+
+async def _explain_missing_zoom(
+    source: TileSource,
+    ctx: UpstreamContext,
+    place: tuple[float, float],
+    zoom: int,
+    refused: str | None = None,
+) -> None:
+    """Raise what a coarser zoom tells: data there (the resolution is too fine), or data
+    only elsewhere in its tile (this place is outside the layer). Return when no zoom has any.
+    """
+    found = await deepest_zoom_with_data(source, ctx, *place, zoom - 1)
+    if found is None:
+        return
+    deepest, here = found
+    if not here:
+        raise NoData(
+            f"no data at this location: the layer has data at zoom {deepest} nearby, "
+            "but not at this lat/lon",
+            hint="choose a lat/lon inside the layer's extent",
+        )
+    res = matrix_ground_resolution(source, deepest, place[0])
+    why = f"the upstream refused zoom {zoom} ({refused})" if refused else f"no data at zoom {zoom}"
+    raise ResolutionNotSupported(
+        f"{why} here; the deepest zoom with data is {deepest}",
+        hint=f"resolution not supported, try {res:.2f} m/px",
+        deepest_zoom=deepest,
+        suggested_resolution=round(res, 3),
     )
 
 
@@ -250,24 +284,54 @@ async def deepest_zoom_with_data(
     lon: float,
     start: int,
     max_probes: int = 12,
-) -> int | None:
-    """Walk from ``start`` towards coarser zooms; the first whose tile at lat/lon has data."""
+) -> tuple[int, bool] | None:
+    """Walk from ``start`` towards coarser zooms to the first whose tile at lat/lon has
+    data: that zoom, and whether the data covers lat/lon itself (not only its tile).
+    """
     stop = max(source.min_zoom, start - max_probes + 1)
     for zoom in range(start, stop - 1, -1):
         tile = tile_for_lonlat(source.tms, zoom, lon, lat)  # in the set's own datum
         try:
             image = await source.fetch_tile(tile)
-        except se.SourceNotFound:
+        except (se.SourceNotFound, se.SourceBadResponse):  # 404, or 400 "Invalid level"
+            continue
+        if image is None:
             continue
         matrix = source.tms.matrix(zoom)
         size = (matrix.tileWidth, matrix.tileHeight)
-        if image is not None and await ctx.run(_has_data, image.data, ctx.max_image_pixels, size):
-            return zoom
+        pixel = point_in_tile(source.tms, tile, lon, lat, size)
+        here = await ctx.run(_data_at, image.data, ctx.max_image_pixels, size, pixel)
+        if here is not None:
+            return zoom, here
     return None
 
 
-def _has_data(data: bytes, max_pixels: int, size: tuple[int, int]) -> bool:
-    return not is_blank(decode_rgba(data, max_pixels=max_pixels, expect=size))
+def point_in_tile(
+    tms: TileMatrixSet, tile: TileIndex, lon: float, lat: float, size: tuple[int, int]
+) -> tuple[int, int]:
+    """(col, row) of the WGS84 point in ``tile``'s pixels (in the set's own datum)."""
+    x, y = Transformer.from_crs(4326, tms.rasterio_crs, always_xy=True).transform(lon, lat)
+    col, row = ~tile_transform(tms, tile) @ (x, y)  # honours the corner of origin
+    return min(max(int(col), 0), size[0] - 1), min(max(int(row), 0), size[1] - 1)
+
+
+def _data_at(
+    data: bytes, max_pixels: int, size: tuple[int, int], pixel: tuple[int, int]
+) -> bool | None:
+    """None for a tile without data; else whether the pixels around ``pixel`` hold data.
+
+    Around the point: some opaque pixel, in a window that is not one flat pure white or
+    black (how servers fill outside their extent when they cannot be transparent).
+    """
+    rgba = decode_rgba(data, max_pixels=max_pixels, expect=size)
+    if is_blank(rgba):
+        return None
+    col, row = pixel
+    window = rgba[:, max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3]
+    if not window[3].any():
+        return False
+    flat = bool((window[:3] == window[:3, :1, :1]).all())
+    return not (flat and int(window[0, 0, 0]) in (0, 255))
 
 
 def matrix_ground_resolution(source: TileSource, zoom: int, lat: float) -> float:

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import attrs
 import numpy as np
+from morecantile import TileMatrixSet
 from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -91,10 +92,9 @@ class SourceReader:
     ) -> ReadResult:
         tms = source.tms
         tms_crs = tms.rasterio_crs
-        bbox = BBox(*transform_bounds(output.crs, tms_crs, *_bounds(output), densify_pts=21))
+        bbox = _tms_bbox(tms, output)
         if zoom is None:
-            res = min(bbox.width / output.width, bbox.height / output.height)
-            zoom = grid.zoom_for_resolution(tms, res, source.min_zoom, source.max_zoom)
+            zoom = tile_zoom(source, output)
         tiles = list(grid.tiles_for_bbox(tms, bbox, zoom))
         if not tiles:  # the read lies outside the tile matrix: nothing to fetch
             return _empty(output, zoom)
@@ -175,6 +175,18 @@ class SourceReader:
             resampling=resampling,
         )
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+
+def tile_zoom(source: TileSource, output: Grid) -> int:
+    """The matrix a read of ``output`` uses: the coarsest at least as fine as the output."""
+    bbox = _tms_bbox(source.tms, output)
+    res = min(bbox.width / output.width, bbox.height / output.height)
+    return grid.zoom_for_resolution(source.tms, res, source.min_zoom, source.max_zoom)
+
+
+def _tms_bbox(tms: TileMatrixSet, output: Grid) -> BBox:
+    crs = tms.rasterio_crs
+    return BBox(*transform_bounds(output.crs, crs, *_bounds(output), densify_pts=21))
 
 
 def request_size(output: Grid, crs: CRS, bbox: BBox) -> tuple[int, int]:

@@ -199,3 +199,42 @@ async def test_resolution_finer_than_the_finest_zoom_is_a_warning(api, serve, re
     assert body["zoom"] == 13
     (finding,) = body["findings"]
     assert finding["code"] == "finer_than_source" and "13.15 m/px" in finding["hint"]
+
+
+async def test_a_place_outside_the_layer_is_no_data_not_a_resolution_problem(api, serve, renderer):
+    # ~15 km east of the ground truth's 9.8 km square: fine zooms have no tile there, and the
+    # coarse tile that holds the point holds data only to its west.
+    base = await serve(xyz_app(renderer))
+    resp = await probe(
+        api, xyz(base + "/a/tiles/{z}/{x}/{y}.png"), lat=CENTER_LAT, lon=CENTER_LON + 0.2
+    )
+    body = await resp.json()
+    assert resp.status == 422, body
+    assert body["error"]["code"] == "no_data"
+    assert "not at this lat/lon" in body["error"]["message"]
+    assert any(r["status"] == 200 for r in body["diagnostics"]["requests"])  # data nearby
+
+
+async def test_invalid_level_400_past_the_last_level_is_like_a_404(api, serve, renderer):
+    base = await serve(xyz_app(renderer, max_zoom=12, past_max_zoom="400"))
+    resp = await probe(api, xyz(base + "/a/tiles/{z}/{x}/{y}.png"), resolution=2.0)
+    body = await resp.json()
+    assert resp.status == 422, body
+    assert body["error"]["code"] == "resolution_not_supported"
+    assert body["error"]["deepest_zoom"] == 12
+    assert "refused zoom" in body["error"]["message"]
+
+
+def test_an_opaque_white_fill_around_the_point_is_not_data() -> None:
+    from proxy.probe import _data_at
+    from streaming.encode import encode_png
+
+    rgba = np.full((4, 256, 256), 255, dtype=np.uint8)  # opaque white: the server's fill
+    rgba[:3, :, :128] = np.random.default_rng(1).integers(0, 255, (3, 256, 128))  # data west
+    png = encode_png(rgba)
+    assert _data_at(png, 1 << 20, (256, 256), (200, 100)) is False
+    assert _data_at(png, 1 << 20, (256, 256), (50, 100)) is True
+    assert (
+        _data_at(encode_png(np.full((4, 256, 256), 255, np.uint8)), 1 << 20, (256, 256), (5, 5))
+        is None
+    )

@@ -27,6 +27,8 @@ def beyond_max_zoom(kind: str, blank: bytes) -> web.Response:
     """What a server answers for a tile past its deepest zoom."""
     if kind == "404":
         raise web.HTTPNotFound(text="no tile")
+    if kind == "400":  # as ArcGIS and some tile servers answer past their last level
+        raise web.HTTPBadRequest(text="Invalid level")
     return web.Response(body=blank if kind == "blank" else b"", content_type="image/png")
 
 
@@ -82,7 +84,8 @@ def xyz_app(
     - ``/with space/{z}/{x}/{y}.png``: a path with a space (sent as ``%20``)
 
     Past ``max_zoom`` every tile is, by ``past_max_zoom``: a ``"404"``, an ``"empty"`` 200
-    answer, or a ``"blank"`` uniform grey PNG ("no imagery here" tiles of real servers).
+    answer, a ``"400"`` ("Invalid level"), or a ``"blank"`` uniform grey PNG ("no imagery
+    here" tiles of real servers).
     ``app[HITS]`` counts requests per path kind.
     """
     blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
