@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import types
 from collections.abc import AsyncIterator, Sequence
 from multiprocessing.connection import wait
@@ -31,6 +32,7 @@ from prometheus_client import multiprocess
 
 from proxy.app import create_app
 from proxy.config import Settings
+from proxy.errors import StartupError
 from proxy.keys import SERVICES
 from proxy.metrics import MULTIPROC_ENV, clear_multiprocess_dir
 from proxy.services import open_services
@@ -55,7 +57,10 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     """Serve until stopped; with ``workers`` > 1, as a supervisor of that many processes."""
     if workers <= 1:
         use_uvloop()
-        web.run_app(create_app(settings), host=host, port=port, print=None)
+        try:
+            web.run_app(create_app(settings), host=host, port=port, print=None)
+        except OSError as exc:  # the address is taken or not ours: one line, no traceback
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return 0
     asyncio.run(_prepare(settings))
     folder = settings.data_dir / "metrics"
@@ -126,7 +131,11 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
     use_uvloop()
     app = create_app(settings)
     app.cleanup_ctx.append(_housekeeping)
-    web.run_app(app, host=host, port=port, reuse_port=True, print=None, handle_signals=True)
+    try:
+        web.run_app(app, host=host, port=port, reuse_port=True, print=None, handle_signals=True)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        sys.exit(1)
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
