@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
-from proxy.app import create_app
 from proxy.catalog.base import ServerRecord
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, StartupError, error_body
@@ -21,6 +19,7 @@ from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
 from proxy.upstream.detect import normalize
 from proxy.upstream.registry import SERVER_TYPES, parse_config
+from proxy.workers import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="address to listen on (default from settings)")
     serve.add_argument("--port", type=int, help="port to listen on (default from settings)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port (default from settings: 1)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     servers = commands.add_parser("servers", help="imagery servers in the catalog")
@@ -88,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the service until interrupted."""
+    """Run the service until interrupted (``--workers N``: N processes on one port)."""
     host = args.host or settings.host
     port = args.port or settings.port
-    web.run_app(create_app(settings), host=host, port=port, print=None)
-    return 0
+    workers = settings.workers if args.workers is None else args.workers
+    if workers < 1:
+        raise StartupError(f"--workers must be at least 1, not {workers}")
+    return serve(settings, host, port, workers)
 
 
 def cmd_servers_add(args: argparse.Namespace, settings: Settings) -> int:

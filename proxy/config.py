@@ -23,6 +23,18 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _bool(value: Any) -> bool:
+    """A TOML bool, or an environment string: true/false, 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything configurable, with defaults that run with no config at all."""
@@ -59,6 +71,10 @@ class Settings:
     cache_memory_bytes: int = attrs.field(default=256 * 1024 * 1024, converter=int)
     cache_disk_bytes: int = attrs.field(default=10 * 1024**3, converter=int)
     negative_ttl: float = attrs.field(default=60.0, converter=float)
+    # Processes of `imagery-proxy serve`, sharing the port (SO_REUSEPORT).
+    workers: int = attrs.field(default=1, converter=int)
+    # GET /metrics answers without an API key (for a Prometheus on a trusted network).
+    metrics_public: bool = attrs.field(default=False, converter=_bool)
 
     @property
     def catalog_path(self) -> Path:

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.errors import Unauthorized, error_body, status_for
+from proxy.handlers.metrics import METRICS_PATH
 from proxy.http import json_response
 from proxy.keys import SERVICES
 from proxy.routes import PUBLIC_PATHS
@@ -60,6 +61,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse requests without a valid API key (``X-API-Key`` or ``Authorization: Bearer``)."""
     if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    if request.path == METRICS_PATH and request.app[SERVICES].settings.metrics_public:
         return await handler(request)
     key = request.headers.get("X-API-Key")
     if key is None:

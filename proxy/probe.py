@@ -18,6 +18,7 @@ from pyproj import Transformer
 
 from proxy.catalog.base import ServerRecord
 from proxy.errors import InvalidInput, NoData, ResolutionNotSupported
+from proxy.metrics import SERVER, UNSAVED
 from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
 from proxy.services import Services
@@ -133,6 +134,8 @@ async def probe_server(
         raise InvalidInput("resolution must be a positive number of m/px")
     result = ProbeResult(lat, lon, ask.resolution, findings=findings)
     token = REQUEST_LOG.set(result.requests)
+    # A saved server's upstream requests are counted for it in the metrics.
+    label = SERVER.set(server.id if isinstance(server, ServerRecord) else UNSAVED)
     try:
         if isinstance(server, ServerRecord):
             source = await services.sources.get(server)
@@ -148,6 +151,7 @@ async def probe_server(
         result.error = exc
         result.findings.append(finding_for(exc))
     finally:
+        SERVER.reset(label)
         REQUEST_LOG.reset(token)
     return result
 

@@ -27,7 +27,7 @@ from proxy.api_models import (
     ServerView,
     Status,
 )
-from proxy.handlers import capabilities, docs, ops, probe, servers
+from proxy.handlers import capabilities, docs, metrics, ops, probe, servers
 from proxy.openapi import API_DOC, build_document
 from proxy.schemas import WMTSConfig, XYZConfig
 
@@ -97,6 +97,14 @@ ROUTES: tuple[Route, ...] = (
         tag="operations",
         answer="text/html",
         public=True,
+    ),
+    Route(
+        method="GET",
+        path=metrics.METRICS_PATH,
+        handler=metrics.metrics,
+        summary="Prometheus metrics (no API key needed when the setting metrics_public is true)",
+        tag="operations",
+        answer="text/plain",
     ),
     Route(
         method="GET",

@@ -19,6 +19,7 @@ from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import open_catalog
 from proxy.config import Settings
 from proxy.errors import StartupError
+from proxy.metrics import Metrics
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
@@ -38,6 +39,7 @@ class Services:
     executor: ThreadPoolExecutor
     api_keys: frozenset[str]
     sources: OpenSources
+    metrics: Metrics
 
     @property
     def read_limits(self) -> ReadLimits:
@@ -65,6 +67,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
     executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")
+    metrics = Metrics()
     client = UpstreamClient(
         policy=AddressPolicy(settings.allowed_networks),
         timeout=settings.upstream_timeout,
@@ -72,6 +75,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         max_bytes=settings.upstream_max_bytes,
         connections=settings.upstream_connections,
         retry=RetryPolicy(retries=settings.upstream_retries, backoff=settings.upstream_backoff),
+        observer=metrics.upstream,
     )
     upstream = UpstreamContext(
         client=client,
@@ -91,7 +95,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     sources = OpenSources(upstream)
     try:
-        yield Services(settings, catalog, upstream, executor, api_keys, sources)
+        yield Services(settings, catalog, upstream, executor, api_keys, sources, metrics)
     finally:
         await client.close()
         await catalog.close()

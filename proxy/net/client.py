@@ -13,6 +13,7 @@ import re
 import ssl
 import time
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import aiohttp
 import attrs
@@ -54,6 +55,24 @@ REQUEST_LOG: contextvars.ContextVar[list[RequestRecord] | None] = contextvars.Co
 )
 
 
+class RequestObserver(Protocol):
+    """Told of every upstream HTTP request (each try, each redirect hop): for metrics."""
+
+    def started(self) -> None:
+        """A request is about to be sent."""
+
+    def finished(self, status: int | None, seconds: float, error: str | None = None) -> None:
+        """It ended with an HTTP ``status`` (body read), or failed with the ``error`` code."""
+
+
+class _NoObserver:
+    def started(self) -> None:
+        pass
+
+    def finished(self, status: int | None, seconds: float, error: str | None = None) -> None:
+        pass
+
+
 @attrs.frozen
 class UpstreamResponse:
     """A fully read upstream response."""
@@ -81,8 +100,10 @@ class UpstreamClient:
         max_bytes: int,
         connections: int = 100,
         retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.policy = policy
+        self.observer: RequestObserver = observer or _NoObserver()
         self.retry = retry or RetryPolicy()
         self.max_bytes = max_bytes
         connector = aiohttp.TCPConnector(
@@ -167,6 +188,10 @@ class UpstreamClient:
             raise SourceBadResponse(f"not an http(s) URL: {shown}")
         self.policy.check(url.host)
         started = time.perf_counter()
+        # Counted here, once per request sent, so retries and redirect hops each count.
+        self.observer.started()
+        status: int | None = None
+        code: str | None = None
         try:
             async with self.session.request(
                 method,
@@ -178,19 +203,27 @@ class UpstreamClient:
             ) as resp:
                 body = await self._read(resp, send.max_bytes or self.max_bytes)
                 content_type = resp.headers.get("Content-Type", "")
+                status = resp.status
                 _log(method, shown, started, resp.status, len(body), content_type)
                 return UpstreamResponse(
                     resp.status, content_type, body, str(resp.url), dict(resp.headers)
                 )
-        except BlockedAddress:
+        except BlockedAddress as exc:
+            code = exc.code
             _log(method, shown, started, error="blocked address")
             raise
         except Exception as exc:
             error = _source_error(exc, shown, secrets)
+            code = "internal" if error is None else error.code
             if error is None:
                 raise
             _log(method, shown, started, error=error.message)
             raise error from exc
+        except BaseException:  # cancelled: the request ended without an answer
+            code = "cancelled"
+            raise
+        finally:
+            self.observer.finished(status, time.perf_counter() - started, code)
 
     async def _read(self, resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
         """Read the body, refusing one past ``max_bytes`` (checked as it streams)."""
