@@ -23,6 +23,12 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything configurable, with defaults that run with no config at all."""
@@ -59,6 +65,16 @@ class Settings:
     cache_memory_bytes: int = attrs.field(default=256 * 1024 * 1024, converter=int)
     cache_disk_bytes: int = attrs.field(default=10 * 1024**3, converter=int)
     negative_ttl: float = attrs.field(default=60.0, converter=float)
+    # Tiles of wms/arcgis-export servers: one request per meta_tiles x meta_tiles block,
+    # with meta_buffer px around it (proxy/tiles/metatiles.py).
+    meta_tiles: int = attrs.field(
+        default=4, converter=int, validator=[attrs.validators.ge(1), attrs.validators.le(16)]
+    )
+    meta_buffer: int = attrs.field(
+        default=16, converter=int, validator=[attrs.validators.ge(0), attrs.validators.le(256)]
+    )
+    # Honour X-Forwarded-Proto/Host in TileJSON URLs: only behind a proxy that sets them.
+    trust_forwarded: bool = attrs.field(default=False, converter=_bool)
 
     @property
     def catalog_path(self) -> Path:
