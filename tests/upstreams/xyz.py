@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
 import numpy as np
 from aiohttp import web
 
@@ -12,6 +15,7 @@ from streaming.types import TileIndex
 from tests.upstreams.render import MEDIA, GroundTruthRenderer
 
 HITS = web.AppKey("hits", list)
+CONDITIONALS = web.AppKey("conditionals", list)  # If-None-Match of each /{s}/tiles request
 PATHS = web.AppKey("paths", list)  # every raw path and query received, as sent
 KEY = "sesame-0123"
 
@@ -68,6 +72,7 @@ def xyz_app(
     max_zoom: int = 16,
     tile_size: int = 256,
     past_max_zoom: str = "404",
+    etags: bool = False,
 ) -> web.Application:
     """Routes:
 
@@ -83,7 +88,9 @@ def xyz_app(
 
     Past ``max_zoom`` every tile is, by ``past_max_zoom``: a ``"404"``, an ``"empty"`` 200
     answer, or a ``"blank"`` uniform grey PNG ("no imagery here" tiles of real servers).
-    ``app[HITS]`` counts requests per path kind.
+    ``app[HITS]`` counts requests per path kind. With ``etags`` the ``/{s}/tiles`` answers
+    carry an ``ETag`` and a matching ``If-None-Match`` gets a 304 (``app[CONDITIONALS]``).
+    ``/slow/{z}/{x}/{y}.png`` never answers (until the client gives up).
     """
     blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
     tms = web_mercator_tms(tile_size)
@@ -96,6 +103,7 @@ def xyz_app(
     app = web.Application(middlewares=[record])
     app[HITS] = []
     app[PATHS] = []
+    app[CONDITIONALS] = []
 
     def respond(tile: TileIndex, ext: str = "png") -> web.Response:
         if tile.z > max_zoom:
@@ -111,7 +119,19 @@ def xyz_app(
 
     async def tiles(request: web.Request) -> web.Response:
         app[HITS].append(("xyz", request.match_info["s"]))
-        return respond(xyz(request), request.match_info["ext"])
+        resp = respond(xyz(request), request.match_info["ext"])
+        if etags and isinstance(resp.body, bytes):
+            tag = '"' + hashlib.sha1(resp.body).hexdigest() + '"'
+            asked = request.headers.get("If-None-Match")
+            app[CONDITIONALS].append(asked)
+            if asked == tag:
+                return web.Response(status=304, headers={"ETag": tag})
+            resp.headers["ETag"] = tag
+        return resp
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
 
     async def tms_tiles(request: web.Request) -> web.Response:
         t = xyz(request)
@@ -130,6 +150,7 @@ def xyz_app(
 
     _add_pasted_routes(app, respond, xyz)
     app.router.add_get("/{s}/tiles/{z}/{x}/{y}.{ext}", tiles)
+    app.router.add_get("/slow/{z}/{x}/{y}.png", slow)
     app.router.add_get("/tms/{z}/{x}/{y}.png", tms_tiles)
     app.router.add_get("/q/{key}.png", quad)
     app.router.add_get("/html/{z}/{x}/{y}", html)
