@@ -57,6 +57,18 @@ def _add_pasted_routes(app: web.Application, respond, xyz) -> None:  # type: ign
     app.router.add_get("/shift/{level}/{x}/{y}.png", shifted)
 
 
+def with_etag(request: web.Request, resp: web.Response) -> web.Response:
+    """``resp`` with an ETag; a 304 when the request's If-None-Match names it."""
+    assert isinstance(resp.body, bytes)
+    tag = '"' + hashlib.sha1(resp.body).hexdigest() + '"'
+    asked = request.headers.get("If-None-Match")
+    request.app[CONDITIONALS].append(asked)
+    if asked == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    resp.headers["ETag"] = tag
+    return resp
+
+
 def _plain(respond, xyz):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.Response:
         if request.match_info["dir"] != "with space":
@@ -120,14 +132,7 @@ def xyz_app(
     async def tiles(request: web.Request) -> web.Response:
         app[HITS].append(("xyz", request.match_info["s"]))
         resp = respond(xyz(request), request.match_info["ext"])
-        if etags and isinstance(resp.body, bytes):
-            tag = '"' + hashlib.sha1(resp.body).hexdigest() + '"'
-            asked = request.headers.get("If-None-Match")
-            app[CONDITIONALS].append(asked)
-            if asked == tag:
-                return web.Response(status=304, headers={"ETag": tag})
-            resp.headers["ETag"] = tag
-        return resp
+        return with_etag(request, resp) if etags else resp
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.Event().wait()
