@@ -57,6 +57,12 @@ def _add_pasted_routes(app: web.Application, respond, xyz) -> None:  # type: ign
     app.router.add_get("/shift/{level}/{x}/{y}.png", shifted)
 
 
+async def slow(request: web.Request) -> web.Response:
+    """Never answer: the client times out."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
 def with_etag(request: web.Request, resp: web.Response) -> web.Response:
     """``resp`` with an ETag; a 304 when the request's If-None-Match names it."""
     assert isinstance(resp.body, bytes)
@@ -133,10 +139,6 @@ def xyz_app(
         app[HITS].append(("xyz", request.match_info["s"]))
         resp = respond(xyz(request), request.match_info["ext"])
         return with_etag(request, resp) if etags else resp
-
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
 
     async def tms_tiles(request: web.Request) -> web.Response:
         t = xyz(request)
