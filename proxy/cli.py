@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.accesslog import RedactingAccessLogger
 from proxy.app import create_app
 from proxy.catalog.base import ServerRecord
 from proxy.config import Settings, load_settings
@@ -91,7 +92,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service until interrupted."""
     host = args.host or settings.host
     port = args.port or settings.port
-    web.run_app(create_app(settings), host=host, port=port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        access_log_class=RedactingAccessLogger,
+    )
     return 0
 
 
