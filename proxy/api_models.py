@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 
 from proxy.errors import InvalidInput
 from proxy.http import json_object
+from proxy.tokens import MAX_TTL as MAX_TOKEN_TTL
 from proxy.upstream.registry import SOURCE_TYPES
 
 # One server config, any type: the union of every registered type's schema, told apart by
@@ -168,3 +169,59 @@ class Capabilities(BaseModel):
     """What an upstream offers: layers, styles, formats, CRSs, grids (varies by type)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+# ---- tiles ---------------------------------------------------------------------------
+
+
+class TileTokenAsk(BaseModel):
+    """How long a tile token lives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: int = Field(default=86_400, ge=60, le=MAX_TOKEN_TTL, description="seconds")
+
+
+class TileToken(BaseModel):
+    """A tile token for one server, and the URLs that carry it."""
+
+    server_id: str
+    token: str
+    expires_at: int = Field(description="epoch seconds")
+    tilejson: str
+    tiles: str
+
+
+class TileJSON(BaseModel):
+    """A TileJSON 3.0.0 document (https://github.com/mapbox/tilejson-spec)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tilejson: str
+    tiles: list[str]
+    minzoom: int
+    maxzoom: int
+    bounds: list[float]
+    center: list[float]
+
+
+class CacheView(BaseModel):
+    """A server's cached entries, and how its tile answers were served (this process)."""
+
+    server_id: str
+    entries: int
+    bytes: int
+    memory_entries: int
+    memory_bytes: int
+    hits: int
+    misses: int
+    stale: int
+    hit_ratio: float | None
+
+
+class CacheDeleted(BaseModel):
+    """What a cache deletion removed from disk."""
+
+    server_id: str
+    deleted_entries: int
+    deleted_bytes: int

@@ -75,6 +75,16 @@ class Settings:
     workers: int = attrs.field(default=1, converter=int)
     # GET /metrics answers without an API key (for a Prometheus on a trusted network).
     metrics_public: bool = attrs.field(default=False, converter=_bool)
+    # Tiles of wms/arcgis-export servers: one request per meta_tiles x meta_tiles block,
+    # with meta_buffer px around it (proxy/tiles/metatiles.py).
+    meta_tiles: int = attrs.field(
+        default=4, converter=int, validator=[attrs.validators.ge(1), attrs.validators.le(16)]
+    )
+    meta_buffer: int = attrs.field(
+        default=16, converter=int, validator=[attrs.validators.ge(0), attrs.validators.le(256)]
+    )
+    # Honour X-Forwarded-Proto/Host in TileJSON URLs: only behind a proxy that sets them.
+    trust_forwarded: bool = attrs.field(default=False, converter=_bool)
 
     @property
     def catalog_path(self) -> Path:

@@ -2,9 +2,12 @@
 
 ProxyError
 ├── BadRequest          malformed request (not JSON, bad query)        400
+│   ├── InvalidTile     z/x/y outside the tile matrix set              400
+│   └── UnknownFormat   a tile extension that is not served            400
 ├── InvalidInput        well-formed but invalid (validation)           422
 ├── Unauthorized        no valid API key                               401
 ├── NotFound            no such resource                               404
+│   └── TileNotFound    a zoom outside the server's range              404
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
 ├── NoData              no data at that place at any probed zoom       422
@@ -33,6 +36,18 @@ class BadRequest(ProxyError):
     code = "bad_request"
 
 
+class InvalidTile(BadRequest):
+    """The tile's z/x/y is outside the tile matrix set."""
+
+    code = "invalid_tile"
+
+
+class UnknownFormat(BadRequest):
+    """The tile's extension names a format that is not served."""
+
+    code = "unsupported_format"
+
+
 class InvalidInput(ProxyError):
     """The request is well-formed but its content is invalid."""
 
@@ -49,6 +64,12 @@ class NotFound(ProxyError):
     """No such resource."""
 
     code = "not_found"
+
+
+class TileNotFound(NotFound):
+    """The server serves no tile at that zoom."""
+
+    code = "tile_not_found"
 
 
 class BlockedAddress(ProxyError):
@@ -114,6 +135,9 @@ HINTS: dict[type[Exception], str] = {
     InvalidInput: "correct the fields named in the message and send it again",
     Unauthorized: "send the API key in the X-API-Key header or as Authorization: Bearer <key>",
     NotFound: "check the id; GET /servers lists the servers",
+    TileNotFound: "ask for a zoom inside the server's range (its TileJSON lists it)",
+    InvalidTile: "z is 0..24 and x, y are 0..2^z-1 in WebMercatorQuad",
+    UnknownFormat: "use .png, .jpg, .jpeg, .webp, or no extension for the upstream's format",
     BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",
     ResolutionNotSupported: "use the suggested resolution or a coarser one",
     NoData: "try a place inside the layer's extent",

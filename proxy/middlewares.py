@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.errors import Unauthorized, error_body, status_for
+from proxy.auth import is_inline, require_key
+from proxy.errors import error_body, status_for
 from proxy.handlers.metrics import METRICS_PATH
 from proxy.http import json_response
 from proxy.keys import SERVICES
@@ -41,6 +41,8 @@ def _allow(exc: web.HTTPException) -> dict[str, str] | None:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every exception into a JSON error body; tracebacks go to the log only."""
+    if is_inline(handler):  # renders its own errors (the tile hit path)
+        return await handler(request)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -60,23 +62,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse requests without a valid API key (``X-API-Key`` or ``Authorization: Bearer``)."""
-    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS" or is_inline(handler):
         return await handler(request)
     if request.path == METRICS_PATH and request.app[SERVICES].settings.metrics_public:
         return await handler(request)
-    key = request.headers.get("X-API-Key")
-    if key is None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
-    keys = request.app[SERVICES].api_keys
-    # Bytes, because compare_digest refuses non-ASCII str (a header may hold any octet);
-    # against every key in constant time, so timing tells nothing about a key. An empty
-    # key is never valid, whatever the key set holds.
-    given = key.strip().encode("utf-8", "surrogateescape") if key else b""
-    valid = bool(given) and any(hmac.compare_digest(given, k.encode()) for k in keys if k)
-    if not valid:
-        raise Unauthorized(
-            "a valid API key is required",
-            hint="send it in the X-API-Key header or as Authorization: Bearer <key>",
-        )
+    require_key(request, request.app[SERVICES].api_keys)
     return await handler(request)

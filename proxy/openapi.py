@@ -137,7 +137,9 @@ def _success(route: Route, schemas: Schemas) -> dict[str, Any]:
     if route.answer is None:
         return answer
     if isinstance(route.answer, str):  # a media type that is not JSON, e.g. the docs page
-        answer["content"] = {route.answer: {"schema": {"type": "string"}}}
+        answer["content"] = {
+            media: {"schema": {"type": "string"}} for media in (route.answer, *route.also)
+        }
         return answer
     answer["content"] = {"application/json": {"schema": schemas.ref(route.answer)}}
     for media in route.also:

@@ -15,6 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.api_models import (
+    CacheDeleted,
+    CacheView,
     Capabilities,
     ConfigChanges,
     DetectAnswer,
@@ -26,8 +28,11 @@ from proxy.api_models import (
     ServerList,
     ServerView,
     Status,
+    TileJSON,
+    TileToken,
+    TileTokenAsk,
 )
-from proxy.handlers import capabilities, docs, metrics, ops, probe, servers
+from proxy.handlers import capabilities, docs, metrics, ops, probe, servers, tiles
 from proxy.openapi import API_DOC, build_document
 from proxy.schemas import WMTSConfig, XYZConfig
 
@@ -39,6 +44,26 @@ PNG_QUERY = {
     "description": "png: answer the preview as a raw PNG instead of JSON",
     "schema": {"type": "string", "enum": ["json", "png"]},
 }
+
+TOKEN_QUERY = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "description": "a tile token of this server (POST /servers/{id}/tile-tokens), for "
+    "map clients that cannot send the X-API-Key header",
+    "schema": {"type": "string"},
+}
+TILE_MEDIA = ("image/jpeg", "image/webp", "image/gif", "image/tiff")
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
 
 
 @attrs.frozen(kw_only=True)
@@ -213,6 +238,72 @@ ROUTES: tuple[Route, ...] = (
         also=("image/png",),
         errors=UPSTREAM_ERRORS,
         query=(PNG_QUERY,),
+    ),
+    Route(
+        method="GET",
+        path="/servers/{id}/tiles/{z}/{x}/{y}",
+        handler=tiles.get_tile,
+        summary="A WebMercatorQuad tile of a server; y may end in @2x and .png, .jpg, "
+        ".jpeg or .webp",
+        tag="tiles",
+        answer="image/png",
+        also=TILE_MEDIA,
+        errors=(400, 422, *UPSTREAM_ERRORS),
+        query=(TOKEN_QUERY,),
+    ),
+    Route(
+        method="GET",
+        path="/servers/{id}/tilejson.json",
+        handler=tiles.get_tilejson,
+        summary="TileJSON 3.0.0 of a server, for map clients",
+        tag="tiles",
+        answer=TileJSON,
+        errors=(400, 422, *UPSTREAM_ERRORS),
+        query=(
+            TOKEN_QUERY,
+            _query(
+                "format", "extension of the tile URLs", {"enum": ["png", "jpg", "jpeg", "webp"]}
+            ),
+            _query("scale", "2: 512 px tiles (@2x)", {"enum": ["1", "2"]}),
+        ),
+    ),
+    Route(
+        method="POST",
+        path="/servers/{id}/tile-tokens",
+        handler=tiles.mint_token,
+        summary="Mint a signed, expiring token for the tiles and TileJSON of a server",
+        tag="tiles",
+        body=TileTokenAsk,
+        body_required=False,
+        ok=201,
+        answer=TileToken,
+    ),
+    Route(
+        method="GET",
+        path="/servers/{id}/cache",
+        handler=tiles.cache_stats,
+        summary="Entries and bytes cached for a server, and its tile hit ratio",
+        tag="tiles",
+        answer=CacheView,
+        errors=(422, *UPSTREAM_ERRORS),
+    ),
+    Route(
+        method="DELETE",
+        path="/servers/{id}/cache",
+        handler=tiles.cache_delete,
+        summary="Delete cached entries of a server: all, a zoom range, or a bbox",
+        tag="tiles",
+        answer=CacheDeleted,
+        errors=(400, 422, *UPSTREAM_ERRORS),
+        query=(
+            _query(
+                "min_zoom", "first zoom to delete", {"type": "integer", "minimum": 0, "maximum": 24}
+            ),
+            _query(
+                "max_zoom", "last zoom to delete", {"type": "integer", "minimum": 0, "maximum": 24}
+            ),
+            _query("bbox", "minlon,minlat,maxlon,maxlat (WGS84)", {"type": "string"}),
+        ),
     ),
     Route(
         method="GET",

@@ -15,6 +15,7 @@ import attrs
 
 from proxy.cache.keys import Fingerprints
 from proxy.cache.sources import OpenSources
+from proxy.cache.tiles import TileCache
 from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import open_catalog
 from proxy.config import Settings
@@ -23,6 +24,8 @@ from proxy.metrics import Metrics
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
+from proxy.tiles.service import TileService
+from proxy.tokens import TileTokens
 from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
 from streaming.reader import ReadLimits
 
@@ -40,16 +43,23 @@ class Services:
     api_keys: frozenset[str]
     sources: OpenSources
     metrics: Metrics
+    tile_cache: TileCache
+    tokens: TileTokens
+    tiles: TileService
 
     @property
     def read_limits(self) -> ReadLimits:
         """Budgets of one read, from the settings."""
-        s = self.settings
-        return ReadLimits(
-            max_pixels=s.max_read_pixels,
-            max_requests=s.max_read_requests,
-            max_image_pixels=s.max_image_pixels,
-        )
+        return read_limits(self.settings)
+
+
+def read_limits(settings: Settings) -> ReadLimits:
+    """Budgets of one read, from ``settings``."""
+    return ReadLimits(
+        max_pixels=settings.max_read_pixels,
+        max_requests=settings.max_read_requests,
+        max_image_pixels=settings.max_image_pixels,
+    )
 
 
 @asynccontextmanager
@@ -62,7 +72,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             f"the data directory {settings.data_dir} cannot be made: {exc}"
         ) from None
     api_keys = load_api_keys(settings)
-    fingerprint_key = load_fingerprint_key(settings)
+    fingerprint_key = load_secret(settings, "fingerprint-key")
     catalog = await open_catalog(settings.catalog_path)
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
@@ -93,10 +103,35 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         rate_max_wait=settings.upstream_timeout,
         fingerprints=Fingerprints(fingerprint_key),
     )
-    sources = OpenSources(upstream)
+    # One cache under every source of a saved server; its events (metrics) are set later.
+    tile_cache = TileCache(
+        settings.data_dir / "cache",
+        memory_bytes=settings.cache_memory_bytes,
+        disk_bytes=settings.cache_disk_bytes,
+        negative_ttl=settings.negative_ttl,
+        executor=executor,
+        events=metrics.cache,
+    )
+    metrics.watch_cache(tile_cache)
+    sources = OpenSources(upstream, cache=tile_cache)
+    tokens = TileTokens(load_secret(settings, "tile-token-key"))
+    tiles = TileService(
+        catalog,
+        sources,
+        tile_cache,
+        executor,
+        read_limits(settings),
+        meta_tiles=settings.meta_tiles,
+        meta_buffer=settings.meta_buffer,
+    )
+    await tile_cache.start()
+    services = Services(
+        settings, catalog, upstream, executor, api_keys, sources, metrics, tile_cache, tokens, tiles
+    )
     try:
-        yield Services(settings, catalog, upstream, executor, api_keys, sources, metrics)
+        yield services
     finally:
+        await tile_cache.close()
         await client.close()
         await catalog.close()
         executor.shutdown(wait=True, cancel_futures=True)
@@ -128,11 +163,17 @@ def load_api_keys(settings: Settings) -> frozenset[str]:
 
 
 def load_fingerprint_key(settings: Settings) -> bytes:
-    """The installation's secret for cache keys, in ``data_dir/fingerprint-key`` (made once).
+    """The installation's secret for cache keys, in ``data_dir/fingerprint-key``."""
+    return load_secret(settings, "fingerprint-key")
 
-    It outlives restarts, so keys of cached data on disk stay valid.
+
+def load_secret(settings: Settings, name: str) -> bytes:
+    """A secret of the installation in ``data_dir/<name>`` (made once).
+
+    It outlives restarts: keys of cached data on disk stay valid (``fingerprint-key``),
+    and so do minted tile tokens (``tile-token-key``).
     """
-    path = settings.data_dir / "fingerprint-key"
+    path = settings.data_dir / name
     if not path.exists():
         _write_private(path, secrets.token_hex(32))
     try:

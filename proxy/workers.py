@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from proxy.accesslog import RedactingAccessLogger
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.errors import StartupError
@@ -58,7 +59,13 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     if workers <= 1:
         use_uvloop()
         try:
-            web.run_app(create_app(settings), host=host, port=port, print=None)
+            web.run_app(
+                create_app(settings),
+                host=host,
+                port=port,
+                print=None,
+                access_log_class=RedactingAccessLogger,
+            )
         except OSError as exc:  # the address is taken or not ours: one line, no traceback
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         return 0
@@ -132,7 +139,15 @@ def run_worker(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings)
     app.cleanup_ctx.append(_housekeeping)
     try:
-        web.run_app(app, host=host, port=port, reuse_port=True, print=None, handle_signals=True)
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            reuse_port=True,
+            print=None,
+            handle_signals=True,
+            access_log_class=RedactingAccessLogger,
+        )
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         sys.exit(1)

@@ -19,10 +19,16 @@ from streaming.types import BBox, TileIndex
 
 @attrs.frozen
 class FetchedImage:
-    """Encoded image bytes as the upstream sent them."""
+    """Encoded image bytes as the upstream sent them.
+
+    ``etag`` and ``last_modified`` are the upstream's validators, when it gave them: a
+    cache sends them back to revalidate the image conditionally.
+    """
 
     data: bytes
     content_type: str
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @runtime_checkable

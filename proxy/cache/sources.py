@@ -5,6 +5,11 @@ them; an opened source is reused for as long as its server is unchanged. One ent
 server id, valid for the record's ``updated_at`` and config: an edit makes the next
 request re-open, a delete drops the entry. Configs tested before they are saved are not
 kept: they are one-off trials, and their documents are cached by fingerprint anyway.
+
+With a tile cache, each tile source is wrapped in a
+:class:`~proxy.tiles.cached.CachedTileSource` keyed by the config's fingerprint, so every
+read of a saved server (tile routes, test connection, streaming reads, jobs) goes through
+that cache, and an edit that changes pixels (URL, layer...) reads under a new key.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from typing import Any
 import attrs
 from cachetools import LRUCache
 
+from proxy.cache.tiles import TileCache
 from proxy.catalog.base import ServerRecord
+from proxy.schemas import ServerBase
+from proxy.tiles.cached import CachedTileSource
 from proxy.upstream.base import UpstreamContext
 from proxy.upstream.registry import open_source, parse_config
-from streaming.sources import Source
+from streaming.sources import Source, TileSource
 
 
 @attrs.frozen
@@ -30,8 +38,11 @@ class _Opened:
 class OpenSources:
     """A bounded LRU of opened sources per saved server."""
 
-    def __init__(self, ctx: UpstreamContext, maxsize: int = 256) -> None:
+    def __init__(
+        self, ctx: UpstreamContext, maxsize: int = 256, cache: TileCache | None = None
+    ) -> None:
         self._ctx = ctx
+        self._cache = cache
         self._opened: LRUCache[str, _Opened] = LRUCache(maxsize=maxsize)
 
     async def get(self, record: ServerRecord) -> Source:
@@ -44,9 +55,17 @@ class OpenSources:
             and opened.config == record.config
         ):
             return opened.source
-        source = await open_source(parse_config(record.config), self._ctx)
+        config = parse_config(record.config)
+        source = await open_source(config, self._ctx)
+        if self._cache is not None and isinstance(source, TileSource):
+            fingerprint = self.fingerprint(config)
+            source = CachedTileSource(source, self._cache, fingerprint, config.cache_ttl)
         self._opened[record.id] = _Opened(record.updated_at, record.config, source)
         return source
+
+    def fingerprint(self, config: ServerBase) -> str:
+        """The cache fingerprint of ``config``: everything that changes its pixels."""
+        return self._ctx.fingerprints.config(config)
 
     def forget(self, server_id: str) -> None:
         """Drop the source of a deleted server."""

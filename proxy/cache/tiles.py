@@ -106,6 +106,19 @@ class TileCache:
         await self.disk.wait_sweep()
 
     @property
+    def events(self) -> CacheEvents:
+        """The hooks called per answer; settable, so metrics can plug in after start-up."""
+        return self._events
+
+    @events.setter
+    def events(self, events: CacheEvents | None) -> None:
+        self._events = events or NoEvents()
+
+    def missing(self) -> CacheEntry:
+        """A new negative entry stored now, for :meth:`put` (a cut metatile's empty tile)."""
+        return CacheEntry.missing(stored_at=self._clock(), ttl=self.negative_ttl)
+
+    @property
     def in_flight(self) -> int:
         """Fetches running in this process (a gauge for metrics)."""
         return len(self._flight)

@@ -61,6 +61,7 @@ async def edit_server(request: web.Request) -> web.Response:
     updated = await request.app[SERVICES].catalog.servers.update(record.id, stored_dict(config))
     if updated is None:  # deleted meanwhile
         raise NotFound(f"no server with id {record.id!r}")
+    request.app[SERVICES].tiles.forget(record.id)  # its tiles now come from the new config
     return json_response(server_view(updated))
 
 
@@ -68,7 +69,7 @@ async def delete_server(request: web.Request) -> web.Response:
     """DELETE /servers/{id}."""
     record = await get_record(request)
     await request.app[SERVICES].catalog.servers.delete(record.id)
-    request.app[SERVICES].sources.forget(record.id)
+    request.app[SERVICES].tiles.forget(record.id)
     return web.Response(status=204)
 
 

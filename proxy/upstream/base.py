@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import secrets
 from collections.abc import Mapping
@@ -30,6 +31,23 @@ from streaming.errors import (
     SourceWrongContentType,
 )
 from streaming.sources import FetchedImage
+
+# Validators of a cached image being revalidated (``If-None-Match``/``If-Modified-Since``
+# headers), set by the tile cache around one fetch. A context variable, because the
+# adapters between the cache and :meth:`ServerConnection.get_image` need not know of it;
+# only image requests read it, never capabilities or token requests.
+CONDITIONAL: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "conditional", default=None
+)
+
+
+class UpstreamNotModified(Exception):  # noqa: N818 - a signal, not a failure
+    """The upstream answered 304 to a conditional image request: the cached image holds.
+
+    Not a ``SourceError``: it travels from :meth:`ServerConnection.get_image` through the
+    adapter to the cache that set :data:`CONDITIONAL`, which turns it into ``NotModified``.
+    """
+
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
 EXCEPTION_TAG = re.compile(rb"ServiceException|ExceptionReport|ExceptionText")
@@ -162,8 +180,30 @@ class ServerConnection:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> FetchedImage | None:
-        """Fetch an image; ``None`` when the upstream has none there (404, 204, empty)."""
-        return check_image(await self.get(url, params, headers), self.secrets)
+        """Fetch an image; ``None`` when the upstream has none there (404, 204, empty).
+
+        Inside a revalidation (:data:`CONDITIONAL` set) the validators are sent, and a 304
+        raises :class:`UpstreamNotModified`. The image carries the upstream's ``ETag`` and
+        ``Last-Modified``.
+        """
+        conditional = CONDITIONAL.get()
+        if conditional:
+            headers = {**conditional, **(headers or {})}
+        resp = await self.get(url, params, headers)
+        if resp.status == 304 and conditional:
+            raise UpstreamNotModified()
+        image = check_image(resp, self.secrets)
+        if image is None:
+            return None
+        etag, modified = _header(resp, "etag"), _header(resp, "last-modified")
+        if etag or modified:
+            return FetchedImage(image.data, image.content_type, etag, modified)
+        return image
+
+
+def _header(resp: UpstreamResponse, name: str) -> str | None:
+    """A response header by case-insensitive name (the headers are a plain dict)."""
+    return next((v for k, v in resp.headers.items() if k.lower() == name), None)
 
 
 def credential_scope(config: ServerBase) -> CredentialScope:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
 import numpy as np
 from aiohttp import web
 
@@ -12,6 +15,7 @@ from streaming.types import TileIndex
 from tests.upstreams.render import MEDIA, GroundTruthRenderer
 
 HITS = web.AppKey("hits", list)
+CONDITIONALS = web.AppKey("conditionals", list)  # If-None-Match of each /{s}/tiles request
 PATHS = web.AppKey("paths", list)  # every raw path and query received, as sent
 KEY = "sesame-0123"
 
@@ -55,6 +59,24 @@ def _add_pasted_routes(app: web.Application, respond, xyz) -> None:  # type: ign
     app.router.add_get("/shift/{level}/{x}/{y}.png", shifted)
 
 
+async def slow(request: web.Request) -> web.Response:
+    """Never answer: the client times out."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def with_etag(request: web.Request, resp: web.Response) -> web.Response:
+    """``resp`` with an ETag; a 304 when the request's If-None-Match names it."""
+    assert isinstance(resp.body, bytes)
+    tag = '"' + hashlib.sha1(resp.body).hexdigest() + '"'
+    asked = request.headers.get("If-None-Match")
+    request.app[CONDITIONALS].append(asked)
+    if asked == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    resp.headers["ETag"] = tag
+    return resp
+
+
 def _plain(respond, xyz):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.Response:
         if request.match_info["dir"] != "with space":
@@ -70,6 +92,7 @@ def xyz_app(
     max_zoom: int = 16,
     tile_size: int = 256,
     past_max_zoom: str = "404",
+    etags: bool = False,
 ) -> web.Application:
     """Routes:
 
@@ -86,7 +109,9 @@ def xyz_app(
     Past ``max_zoom`` every tile is, by ``past_max_zoom``: a ``"404"``, an ``"empty"`` 200
     answer, a ``"400"`` ("Invalid level"), or a ``"blank"`` uniform grey PNG ("no imagery
     here" tiles of real servers).
-    ``app[HITS]`` counts requests per path kind.
+    ``app[HITS]`` counts requests per path kind. With ``etags`` the ``/{s}/tiles`` answers
+    carry an ``ETag`` and a matching ``If-None-Match`` gets a 304 (``app[CONDITIONALS]``).
+    ``/slow/{z}/{x}/{y}.png`` never answers (until the client gives up).
     """
     blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
     tms = web_mercator_tms(tile_size)
@@ -99,6 +124,7 @@ def xyz_app(
     app = web.Application(middlewares=[record])
     app[HITS] = []
     app[PATHS] = []
+    app[CONDITIONALS] = []
 
     def respond(tile: TileIndex, ext: str = "png") -> web.Response:
         if tile.z > max_zoom:
@@ -114,7 +140,8 @@ def xyz_app(
 
     async def tiles(request: web.Request) -> web.Response:
         app[HITS].append(("xyz", request.match_info["s"]))
-        return respond(xyz(request), request.match_info["ext"])
+        resp = respond(xyz(request), request.match_info["ext"])
+        return with_etag(request, resp) if etags else resp
 
     async def tms_tiles(request: web.Request) -> web.Response:
         t = xyz(request)
@@ -133,6 +160,7 @@ def xyz_app(
 
     _add_pasted_routes(app, respond, xyz)
     app.router.add_get("/{s}/tiles/{z}/{x}/{y}.{ext}", tiles)
+    app.router.add_get("/slow/{z}/{x}/{y}.png", slow)
     app.router.add_get("/tms/{z}/{x}/{y}.png", tms_tiles)
     app.router.add_get("/q/{key}.png", quad)
     app.router.add_get("/html/{z}/{x}/{y}", html)

@@ -1,0 +1,35 @@
+"""An access log that never writes a tile token or a key found in a URL.
+
+aiohttp's default format logs the request line (``%r``) with its query, and map clients
+send ``?token=`` with every tile. ``serve`` uses this logger instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+SECRET_PARAMS = re.compile(r"(?i)([?&](?:token|key|api_key|apikey|access_token)=)[^&#]*")
+
+
+def redact_query(path_qs: str) -> str:
+    """``path_qs`` with the values of token- and key-like parameters masked."""
+    return SECRET_PARAMS.sub(r"\1***", path_qs)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """One line per request: peer, method, path (secrets masked), status, bytes, time."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Write the line."""
+        self.logger.info(
+            '%s "%s %s" %s %s %.1fms',
+            request.remote,
+            request.method,
+            redact_query(request.path_qs),
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
