@@ -532,10 +532,13 @@ def _in_copy(mutant: Mutant, copy_root: Path, tests: tuple[str, ...], timeout: f
     module = copy_root / mutant.path
     pristine = module.read_text()
     module.write_text(mutant.source)
+    confirming = mutant.status == "survived"
     try:
         mutant.status, mutant.seconds = _pytest(copy_root, tests, timeout)
     finally:
         module.write_text(pristine)
+    if confirming and mutant.status == "timeout":  # a slow machine, not a kill
+        mutant.status = "survived"
     mark = "SURVIVED" if mutant.status == "survived" else mutant.status
     print(f"  {mark:8} {_label(mutant)}", flush=True)
 
@@ -575,6 +578,8 @@ def main() -> None:
             baseline = run_target(target, mutants, opts.jobs, base)
             killed = sum(m.status in ("killed", "timeout") for m in mutants)
             print(f"{target.path}: killed {killed}/{len(mutants)} (tests {baseline:.1f} s)")
+            if opts.json:  # after each module, so an interrupted run keeps what it did
+                _write_json(everything, time.monotonic() - start, opts.json)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if opts.list:
@@ -600,8 +605,12 @@ def _report(mutants: list[Mutant], seconds: float, out: Path | None) -> None:
     for m in survivors:
         print(f"  {_label(m)}")
     if out is not None:
-        rows = [{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants]
-        out.write_text(json.dumps({"seconds": seconds, "mutants": rows}, indent=1))
+        _write_json(mutants, seconds, out)
+
+
+def _write_json(mutants: list[Mutant], seconds: float, out: Path) -> None:
+    rows = [{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants]
+    out.write_text(json.dumps({"seconds": seconds, "mutants": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def test_zoom_choice_keeps_to_the_range():
     tms = grid.web_mercator_tms()
     assert grid.zoom_for_resolution(tms, 1e9, 3, 9) == 3
     assert grid.zoom_for_resolution(tms, 1e-3, 3, 9) == 9
+    # Exactly zoom 10's cell: still 9, the finest of the range, never a zoom past it.
+    assert grid.zoom_for_resolution(tms, 2 * HALF / (256 * 2**10), 3, 9) == 9
 
 
 def _mercator_bbox(z: int, col0: float, row0: float, col1: float, row1: float) -> BBox:
@@ -159,3 +161,48 @@ def test_split_request_by_hand(size, limit, cuts):
     # Row by row: the first part of the second row starts at column 0, row 150.
     assert parts[len(cuts) - 1][:2] == (0, 150)
     assert len(parts) == (len(cuts) - 1) * 2
+
+
+def _wide_tiles(corner: str, origin: list[float]) -> morecantile.TileMatrixSet:
+    """One matrix of 512 x 256 px tiles of 10 m cells, 20 x 40 tiles."""
+    matrix = {
+        "id": "0",
+        "scaleDenominator": 10 / 0.28e-3,
+        "cellSize": 10.0,
+        "cornerOfOrigin": corner,
+        "pointOfOrigin": origin,
+        "tileWidth": 512,
+        "tileHeight": 256,
+        "matrixWidth": 20,
+        "matrixHeight": 40,
+    }
+    crs = "http://www.opengis.net/def/crs/EPSG/0/2056"
+    return morecantile.TileMatrixSet.model_validate(
+        {"id": "Wide", "crs": crs, "tileMatrices": [matrix]}
+    )
+
+
+def test_non_square_tiles_bottom_left_by_hand():
+    # Origin (0, 0) bottom-left: tile (3, 2) spans x 15360..20480, y 5120..7680.
+    tms = _wide_tiles("bottomLeft", [0.0, 0.0])
+    assert grid.tile_transform(tms, TileIndex(3, 2, 0))[:6] == pytest.approx(
+        (10.0, 0, 3 * 5120.0, 0, -10.0, 3 * 2560.0)
+    )
+    assert grid.tile_range(tms, BBox(16000.0, 5500.0, 17000.0, 7000.0), 0) == (
+        range(3, 4),
+        range(2, 3),
+    )
+
+
+def test_non_square_tiles_by_hand():
+    # Origin (0, 1000000) top-left: a tile spans 5120 m east and 2560 m south.
+    tms = _wide_tiles("topLeft", [0.0, 1000000.0])
+    # x 6000..9000 is in columns 1 (5120..10240); y 1000000 - 6000..-3000 in rows 1..2.
+    bbox = BBox(6000.0, 1000000.0 - 6000.0, 9000.0, 1000000.0 - 3000.0)
+    assert grid.tile_range(tms, bbox, 0) == (range(1, 2), range(1, 3))
+    assert grid.tile_transform(tms, TileIndex(3, 2, 0))[:6] == pytest.approx(
+        (10.0, 0, 3 * 5120.0, 0, -10.0, 1000000.0 - 2 * 2560.0)
+    )
+    # The whole set and more: clamped to 20 columns and 40 rows (a matrix taller than wide).
+    everything = BBox(-1e6, -1e6, 1e6, 2e6)
+    assert grid.tile_range(tms, everything, 0) == (range(0, 20), range(0, 40))
