@@ -192,6 +192,11 @@ def test_non_square_tiles_bottom_left_by_hand():
         range(3, 4),
         range(2, 3),
     )
+    # Edges exactly on tile boundaries take no neighbouring row or column.
+    assert grid.tile_range(tms, BBox(15360.0, 5120.0, 20480.0, 7680.0), 0) == (
+        range(3, 4),
+        range(2, 3),
+    )
 
 
 def test_non_square_tiles_by_hand():
