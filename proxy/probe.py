@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from pyproj import Transformer
 
 from proxy.catalog.base import ServerRecord
-from proxy.errors import InvalidInput, NoData, ResolutionNotSupported
+from proxy.errors import InvalidInput, NoData, ResolutionNotSupported, hint_for
+from proxy.findings import Finding
 from proxy.metrics import SERVER, UNSAVED
 from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
@@ -47,16 +48,6 @@ class ProbeRequest:
     lon: float | None = None
     resolution: float | None = None  # m/px; default: the config's, else the finest served
     size: int | None = None  # px; default: the settings' preview_size
-
-
-@attrs.frozen
-class Finding:
-    """Something the probe noticed, with what to do about it."""
-
-    code: str
-    severity: str  # "error", "warning" or "info"
-    message: str
-    hint: str | None = None
 
 
 @attrs.define
@@ -358,22 +349,6 @@ def default_resolution(config: ServerConfig, source: object, lat: float) -> floa
     return BBOX_DEFAULT_RESOLUTION
 
 
-HINTS: dict[type[Exception], str] = {
-    se.SourceTLSError: "the TLS certificate could not be verified: enable skip_ssl if you trust "
-    "this server",
-    se.SourceAuthError: "check the credentials, the headers or the API-key query parameters",
-    se.SourceServiceException: "the server refused the request; its message says why",
-    se.SourceWrongContentType: "the URL answers something that is not an image: check it points "
-    "at tiles or at the service endpoint",
-    se.SourceTimeout: "the server is slow or unreachable; try again or check the URL",
-    se.SourceUnavailable: "the server is down or unreachable; check the host and port",
-}
-
-
 def finding_for(exc: se.CodedError) -> Finding:
-    """The finding for a failed test connection: the error's own hint, else the type's."""
-    hint = exc.hint
-    for cls in type(exc).__mro__:
-        if hint is None and cls in HINTS:
-            hint = HINTS[cls]
-    return Finding(exc.code, "error", exc.message, hint)
+    """The finding for a failed test connection: the error's own hint, else its type's."""
+    return Finding(exc.code, "error", exc.message, hint_for(exc))

@@ -13,6 +13,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import attrs
 
+from proxy.findings import Finding
 from proxy.net.redact import mask_url
 from proxy.upstream.templates import canonical, decode_braces
 from streaming.grid import MAX_ZOOM
@@ -114,14 +115,8 @@ def wms_form(url: str) -> WMSForm:
     return WMSForm(with_query(url, kept), fields, dropped, is_getmap)
 
 
-@attrs.frozen
-class Note:
-    """What normalizing a pasted config changed or noticed (a probe finding's shape)."""
-
-    code: str
-    severity: str  # "error", "warning" or "info"
-    message: str
-    hint: str | None = None
+# What normalizing a pasted config changed or noticed: a test-connection finding.
+Note = Finding
 
 
 Normalized = tuple[dict[str, Any], list[Note]]
