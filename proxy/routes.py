@@ -36,8 +36,9 @@ PNG_QUERY = {
     "name": "format",
     "in": "query",
     "required": False,
-    "description": "png: answer the preview as a raw PNG instead of JSON",
-    "schema": {"type": "string", "enum": ["json", "png"]},
+    "description": "answer the preview as a raw image instead of JSON (auto: JPEG when "
+    "opaque, PNG with transparency); without it, an image type in Accept does the same",
+    "schema": {"type": "string", "enum": ["json", "auto", "png", "jpeg", "webp"]},
 }
 
 
@@ -124,7 +125,7 @@ ROUTES: tuple[Route, ...] = (
         tag="test connection",
         body=ProbeUnsaved,
         answer=ProbeAnswer,
-        also=("image/png",),
+        also=("image/png", "image/jpeg", "image/webp"),
         errors=UPSTREAM_ERRORS,
         query=(PNG_QUERY,),
     ),
@@ -202,7 +203,7 @@ ROUTES: tuple[Route, ...] = (
         body=ProbeAsk,
         body_required=False,
         answer=ProbeAnswer,
-        also=("image/png",),
+        also=("image/png", "image/jpeg", "image/webp"),
         errors=UPSTREAM_ERRORS,
         query=(PNG_QUERY,),
     ),
