@@ -109,7 +109,10 @@ def main(repeat: int) -> None:
             lambda r=r: pil_decode(jpeg, r), repeat
         )
         rows[f"decode jpeg 256 at 1/{r}: simplejpeg"] = per_call_ms(
-            lambda r=r: simplejpeg.decode_jpeg(jpeg, "RGB", min_factor=r), repeat
+            lambda r=r: simplejpeg.decode_jpeg(
+                jpeg, "RGB", min_height=256 // r, min_width=256 // r
+            ),
+            repeat,
         )
     rows["decode jpeg 256: ours (codecs.decode)"] = per_call_ms(lambda: codecs.decode(jpeg), repeat)
     # Decode a 256 px PNG tile (RGBA).

@@ -113,7 +113,10 @@ def _decode_jpeg(
     if colorspace not in ("Gray", "YCbCr", "RGB"):
         return None
     try:
-        pixels: Pixels = simplejpeg.decode_jpeg(data, "RGBA", min_factor=reduce)
+        # The largest libjpeg scale keeping at least this size is exactly 1/reduce.
+        pixels: Pixels = simplejpeg.decode_jpeg(
+            data, "RGBA", min_height=-(-height // reduce), min_width=-(-width // reduce)
+        )
     except ValueError as exc:
         raise _undecodable(exc) from exc
     return pixels
