@@ -38,6 +38,10 @@ def decode_rgba(
 
 def is_blank(rgba: RGBA) -> bool:
     """True when a (4, h, w) image is fully transparent or one uniform colour (no-data tile)."""
+    pixels = rgba.transpose(1, 2, 0)
+    if pixels.flags.c_contiguous:  # a view of interleaved RGBA: compare whole pixels at once
+        words = pixels.reshape(-1).view("<u4")  # alpha is the high byte
+        return bool((words < 1 << 24).all() or (words == words[0]).all())
     alpha = rgba[3]
     if not alpha.any():
         return True

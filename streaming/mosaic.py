@@ -157,8 +157,12 @@ def resize(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixe
     )
     if min(box) < 0 or box[2] > src.width or box[3] > src.height:
         return None
-    image = Image.fromarray(pixels, "RGBA")
-    return np.asarray(image.resize((dst.width, dst.height), fil, box=box))
+    # Pillow premultiplies RGBA by alpha around a resize (two passes over the canvas); an
+    # opaque canvas is its own premultiplied form, so it is handed over as such.
+    opaque = bool((pixels.reshape(-1).view("<u4") >= 0xFF000000).all())  # alpha: high byte
+    image = Image.fromarray(pixels, "RGBa" if opaque else "RGBA")
+    resized = image.resize((dst.width, dst.height), fil, box=box)
+    return np.asarray(resized.convert("RGBA") if not opaque else resized)
 
 
 def _snap(value: float, limit: int) -> float:
