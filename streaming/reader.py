@@ -36,7 +36,9 @@ RES_SLACK = 1e-6  # float noise must not add a column
 class ReadResult:
     """Pixels of a read on its output grid, and what it cost upstream."""
 
-    rgba: RGBA  # (4, h, w) view of interleaved pixels: encode takes it without a copy
+    # (4, h, w) view of interleaved pixels (encode takes it without a copy); read-only when
+    # it comes from the resize, so copy it before writing into it.
+    rgba: RGBA
     grid: Grid
     zoom: int | None  # the matrix read, for tile sources
     requests: int
