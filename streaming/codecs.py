@@ -117,9 +117,15 @@ def _decode_jpeg(
     if colorspace not in ("Gray", "YCbCr", "RGB"):
         return None
     try:
-        # The largest libjpeg scale keeping at least this size is exactly 1/reduce.
+        # The largest libjpeg scale keeping at least this size is exactly 1/reduce. Not
+        # strict: libjpeg's warnings (extraneous bytes, a corrupt segment) leave an image,
+        # as GDAL did; a cut image was refused above, a broken one raises here.
         pixels: Pixels = simplejpeg.decode_jpeg(
-            data, "RGBA", min_height=-(-height // reduce), min_width=-(-width // reduce)
+            data,
+            "RGBA",
+            min_height=-(-height // reduce),
+            min_width=-(-width // reduce),
+            strict=False,
         )
     except ValueError as exc:
         raise _undecodable(exc) from exc

@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import io
 
+import attrs
 import numpy as np
 import pytest
 from PIL import Image
 
+from proxy.app import create_app
+from proxy.config import load_settings
+from tests.conftest import API_KEY
 from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected, preview_grid
 from tests.upstreams.xyz import xyz_app
 
@@ -94,3 +98,23 @@ async def test_unknown_format_is_refused(api, serve, renderer):
     assert "format" in str(await resp.json())
     resp = await api.post("/servers/test", json={"server": server(base), **PLACE, "format": "gif"})
     assert resp.status == 422
+
+
+async def test_jpeg_quality_is_a_setting(aiohttp_client, settings, serve, renderer):
+    base = await serve(xyz_app(renderer))
+    sizes = []
+    for quality in (20, 95):
+        app = create_app(attrs.evolve(settings, jpeg_quality=quality))
+        client = await aiohttp_client(app, headers={"X-API-Key": API_KEY})
+        resp = await client.post(
+            "/servers/test?format=jpeg", json={"server": server(base), **PLACE}
+        )
+        assert resp.status == 200
+        sizes.append(len(await resp.read()))
+    assert sizes[0] < sizes[1] / 2
+
+
+@pytest.mark.parametrize("field", ["jpeg_quality", "png_compression", "webp_quality"])
+def test_encoding_settings_are_bounded(tmp_path, field):
+    with pytest.raises(ValueError, match=field):
+        load_settings(env={}, data_dir=tmp_path, **{field: 500})
