@@ -251,8 +251,11 @@ def encode(
     """Encode (1 or 3, h, w) uint8 bands and their mask (None: opaque) as ``fmt``.
 
     ``fmt`` is png, jpeg (jpg), webp or auto (:func:`choose_format`). JPEG has no alpha:
-    masked pixels keep their colour (black where nothing was read).
+    masked pixels keep their colour (black where nothing was read). Grey+alpha or RGBA
+    bands (2 or 4) with no ``mask`` take their last band as the mask.
     """
+    if mask is None and bands.shape[0] in (2, 4):
+        bands, mask = bands[:-1], bands[-1]
     chosen = choose_format(fmt, mask)
     pixels = interleave(bands, mask)
     if chosen == "jpeg":

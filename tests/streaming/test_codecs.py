@@ -51,6 +51,13 @@ def test_png_keeps_the_mask_and_grey_stays_grey():
     assert Image.open(io.BytesIO(grey)).mode == "L"
 
 
+def test_rgba_bands_without_a_mask_carry_their_own():
+    rgba = smooth()
+    rgba[3, :5] = 0
+    assert (pil_decode(codecs.encode(rgba, None, "png")) == rgba).all()
+    assert codecs.encode(rgba, None, "auto").startswith(b"\x89PNG")
+
+
 def test_auto_is_jpeg_when_opaque_and_png_with_transparency():
     rgba = smooth()
     assert codecs.choose_format("auto", rgba[3]) == "jpeg"
