@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import reduce
 from operator import or_
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
@@ -42,6 +42,10 @@ class ProbeAsk(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180, description="WGS84 degrees")
     resolution: float | None = Field(default=None, gt=0, le=100_000, description="m/px")
     size: int | None = Field(default=None, ge=16, le=2048, description="preview size, px")
+    format: Literal["auto", "png", "jpeg", "webp"] | None = Field(
+        default=None,
+        description="preview format; auto (the default): JPEG when opaque, PNG with transparency",
+    )
 
 
 class ProbeUnsaved(ProbeAsk):

@@ -154,8 +154,8 @@ def cmd_servers_test(args: argparse.Namespace, settings: Settings) -> int:
         report: dict[str, Any] = {"zoom": result.zoom, "resolution": result.resolution}
         if result.error is not None:
             report.update(error_body(result.error))
-        if result.png is not None:
-            args.output.write_bytes(result.png)
+        if result.image is not None:
+            args.output.write_bytes(result.image)
             report["preview"] = str(args.output)
         _print_json({**report, **result.report()})
         return 0 if result.error is None else 1

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from streaming import codecs
 from streaming.reader import ReadLimits
 
 ENV_PREFIX = "IMAGERY_PROXY_"
@@ -85,6 +86,26 @@ class Settings:
     )
     # Honour X-Forwarded-Proto/Host in TileJSON URLs: only behind a proxy that sets them.
     trust_forwarded: bool = attrs.field(default=False, converter=_bool)
+    # Encoding of previews and image reads (streaming/codecs.py): JPEG quality (1-95), PNG
+    # zlib level (0-9; 1 is ~5x faster than 6 on imagery, for ~15 % more bytes), WebP quality.
+    jpeg_quality: int = attrs.field(
+        default=codecs.JPEG_QUALITY, converter=int, validator=attrs.validators.in_(range(1, 101))
+    )
+    png_compression: int = attrs.field(
+        default=codecs.PNG_COMPRESSION, converter=int, validator=attrs.validators.in_(range(10))
+    )
+    webp_quality: int = attrs.field(
+        default=codecs.WEBP_QUALITY, converter=int, validator=attrs.validators.in_(range(101))
+    )
+
+    @property
+    def encode_options(self) -> dict[str, int]:
+        """Keyword arguments of :func:`streaming.codecs.encode` from these settings."""
+        return {
+            "jpeg_quality": self.jpeg_quality,
+            "png_compression": self.png_compression,
+            "webp_quality": self.webp_quality,
+        }
 
     @property
     def catalog_path(self) -> Path:

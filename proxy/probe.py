@@ -9,6 +9,7 @@ and each failure becomes a finding with a hint.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import attrs
@@ -27,8 +28,8 @@ from proxy.upstream.base import UpstreamContext
 from proxy.upstream.detect import normalize
 from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
+from streaming.codecs import MEDIA_TYPES, choose_format, encode
 from streaming.decode import decode_rgba, is_blank
-from streaming.encode import encode_png
 from streaming.grid import is_web_mercator, tile_for_lonlat, tile_transform
 from streaming.reader import ReadResult, SourceReader, preview_grid, tile_zoom
 from streaming.sources import Source, TileSource
@@ -48,6 +49,7 @@ class ProbeRequest:
     lon: float | None = None
     resolution: float | None = None  # m/px; default: the config's, else the finest served
     size: int | None = None  # px; default: the settings' preview_size
+    format: str = "png"  # auto, png, jpeg or webp (streaming.codecs.choose_format)
 
 
 @attrs.define
@@ -58,7 +60,8 @@ class ProbeResult:
     lon: float | None = None
     resolution: float | None = None
     zoom: int | None = None
-    png: bytes | None = None
+    image: bytes | None = None  # the encoded preview
+    media_type: str | None = None
     findings: list[Finding] = attrs.field(factory=list)
     requests: list[RequestRecord] = attrs.field(factory=list)
     error: se.CodedError | None = None
@@ -137,7 +140,7 @@ async def probe_server(
         result.findings.extend(
             Finding(w.code, "warning", w.message, w.hint) for w in getattr(source, "warnings", ())
         )
-        await _preview(source, config, result, services, lat=lat, lon=lon, size=size)
+        await _preview(source, config, result, services, ask, lat=lat, lon=lon, size=size)
     except se.CodedError as exc:
         result.error = exc
         result.findings.append(finding_for(exc))
@@ -167,6 +170,7 @@ async def _preview(
     config: ServerConfig,
     result: ProbeResult,
     services: Services,
+    ask: ProbeRequest,
     *,
     lat: float,
     lon: float,
@@ -190,7 +194,11 @@ async def _preview(
     result.zoom = read.zoom
     await _check_data(source, read, (lat, lon), ctx, result)
     result.findings.extend(_upsampling(source, lat, result.resolution))
-    result.png = await ctx.run(encode_png, read.rgba)
+    # The RGB and alpha views of the read's interleaved pixels: encoded without a copy.
+    fmt = choose_format(ask.format, read.rgba[3])
+    options = services.settings.encode_options
+    result.image = await ctx.run(partial(encode, read.rgba[:3], read.rgba[3], fmt, **options))
+    result.media_type = MEDIA_TYPES[fmt]
 
 
 async def _check_data(

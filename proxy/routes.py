@@ -41,8 +41,9 @@ PNG_QUERY = {
     "name": "format",
     "in": "query",
     "required": False,
-    "description": "png: answer the preview as a raw PNG instead of JSON",
-    "schema": {"type": "string", "enum": ["json", "png"]},
+    "description": "answer the preview as a raw image instead of JSON (auto: JPEG when "
+    "opaque, PNG with transparency); without it, an image type in Accept does the same",
+    "schema": {"type": "string", "enum": ["json", "auto", "png", "jpeg", "webp"]},
 }
 
 TOKEN_QUERY = {
@@ -157,7 +158,7 @@ ROUTES: tuple[Route, ...] = (
         tag="test connection",
         body=ProbeUnsaved,
         answer=ProbeAnswer,
-        also=("image/png",),
+        also=("image/png", "image/jpeg", "image/webp"),
         errors=UPSTREAM_ERRORS,
         query=(PNG_QUERY,),
     ),
@@ -235,7 +236,7 @@ ROUTES: tuple[Route, ...] = (
         body=ProbeAsk,
         body_required=False,
         answer=ProbeAnswer,
-        also=("image/png",),
+        also=("image/png", "image/jpeg", "image/webp"),
         errors=UPSTREAM_ERRORS,
         query=(PNG_QUERY,),
     ),

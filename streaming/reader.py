@@ -19,7 +19,8 @@ from rasterio.transform import from_bounds, from_origin
 from rasterio.warp import transform_bounds
 
 from streaming import grid
-from streaming.decode import DEFAULT_MAX_IMAGE_PIXELS, RGBA
+from streaming.codecs import DEFAULT_MAX_IMAGE_PIXELS, REDUCE_FACTORS
+from streaming.decode import RGBA
 from streaming.errors import ReadTooLarge
 from streaming.mosaic import Composite, Grid, Piece, compose
 from streaming.sources import BBoxSource, FetchedImage, Source, TileSource
@@ -36,6 +37,8 @@ RES_SLACK = 1e-6  # float noise must not add a column
 class ReadResult:
     """Pixels of a read on its output grid, and what it cost upstream."""
 
+    # (4, h, w) view of interleaved pixels (encode takes it without a copy); read-only when
+    # it comes from the resize, so copy it before writing into it.
     rgba: RGBA
     grid: Grid
     zoom: int | None  # the matrix read, for tile sources
@@ -93,6 +96,7 @@ class SourceReader:
         tms = source.tms
         tms_crs = tms.rasterio_crs
         bbox = _tms_bbox(tms, output)
+        res = min(bbox.width / output.width, bbox.height / output.height)
         if zoom is None:
             zoom = tile_zoom(source, output)
         tiles = list(grid.tiles_for_bbox(tms, bbox, zoom))
@@ -106,14 +110,16 @@ class SourceReader:
         last = grid.tile_transform(tms, TileIndex(cols.stop - 1, rows.stop - 1, zoom))
         # With a bottom-left origin the first row is the southernmost: take the higher top.
         top = max(first.f, last.f)
+        size = (matrix.tileWidth, matrix.tileHeight)
+        reduce = reduce_factor(res / first.a, size, fetched)
         canvas = Grid(
             tms_crs,
-            from_origin(first.c, top, first.a, -first.e),
-            len(cols) * matrix.tileWidth,
-            len(rows) * matrix.tileHeight,
+            from_origin(first.c, top, first.a * reduce, -first.e * reduce),
+            len(cols) * matrix.tileWidth // reduce,
+            len(rows) * matrix.tileHeight // reduce,
         )
         pieces = [
-            _tile_piece(tms, tile, image, canvas)
+            _tile_piece(tms, tile, image, canvas, reduce)
             for tile, image in zip(tiles, fetched, strict=True)
         ]
         composite = await self._compose(pieces, canvas, output, resampling)
@@ -259,17 +265,38 @@ def _bounds(g: Grid) -> BBox:
     return BBox(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
 
-def _tile_piece(tms: object, tile: TileIndex, image: FetchedImage | None, canvas: Grid) -> Piece:
+def reduce_factor(
+    ratio: float, tile_size: tuple[int, int], fetched: Sequence[FetchedImage | None]
+) -> int:
+    """The scale (1, 2, 4 or 8) to decode tiles at when the read needs ``ratio`` x coarser.
+
+    Only JPEG tiles decode cheaper at a reduced scale (libjpeg's DCT scaling), and only
+    a factor dividing the tile size keeps reduced tiles abutting on the canvas grid.
+    """
+    if not all(image is None or image.data.startswith(b"\xff\xd8") for image in fetched):
+        return 1
+    factors = [
+        f
+        for f in REDUCE_FACTORS
+        if f <= ratio * (1 + RES_SLACK) and tile_size[0] % f == 0 and tile_size[1] % f == 0
+    ]
+    return max(factors, default=1)
+
+
+def _tile_piece(
+    tms: object, tile: TileIndex, image: FetchedImage | None, canvas: Grid, reduce: int
+) -> Piece:
     transform = grid.tile_transform(tms, tile)  # type: ignore[arg-type]
     col_off = round((transform.c - canvas.transform.c) / canvas.transform.a)
     row_off = round((transform.f - canvas.transform.f) / canvas.transform.e)
     matrix = tms.matrix(tile.z)  # type: ignore[attr-defined]
     data = image.data if image is not None else None
-    return Piece(data, col_off, row_off, matrix.tileWidth, matrix.tileHeight, f"tile {tile}")
+    w, h = matrix.tileWidth // reduce, matrix.tileHeight // reduce
+    return Piece(data, col_off, row_off, w, h, f"tile {tile}", reduce)
 
 
 def _empty(output: Grid, zoom: int) -> ReadResult:
-    rgba = np.zeros((4, output.height, output.width), dtype=np.uint8)
+    rgba = np.zeros((output.height, output.width, 4), dtype=np.uint8).transpose(2, 0, 1)
     return ReadResult(rgba, output, zoom, 0, 0, 0)
 
 

@@ -29,6 +29,12 @@ def png_pixels(data: bytes) -> np.ndarray:
         return src.read()
 
 
+def jpeg_pixels(data: bytes) -> np.ndarray:
+    with MemoryFile(data) as mem, mem.open() as src:
+        assert src.driver == "JPEG"
+        return src.read()
+
+
 async def probe(api, server, **place):
     return await api.post("/servers/test", json={"server": server, **PLACE, **place})
 
@@ -43,7 +49,8 @@ async def test_preview_pixels_and_diagnostics(api, serve, renderer, ground_truth
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["ok"] is True and body["zoom"] == 14
-    rgba = png_pixels(base64.b64decode(body["preview"]["base64"]))
+    assert body["preview"]["media_type"] == "image/jpeg"  # auto: the preview is opaque
+    rgba = jpeg_pixels(base64.b64decode(body["preview"]["base64"]))
     output = preview_grid(CENTER_LAT, CENTER_LON, 10.0, 256)
     assert_pixels_match(rgba, expected(ground_truth, output))
     requests = body["diagnostics"]["requests"]
