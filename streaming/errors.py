@@ -2,6 +2,10 @@
 
 StreamingError
 ├── InvalidRead            a read or request that cannot be served as asked
+│   ├── InvalidWindow      a zero, negative or oversized window or output size
+│   └── WindowOutside      a window partly or fully outside the image
+├── AOIError               an area of interest that is not usable GeoJSON polygons
+├── InvalidCRS             a CRS that is unknown or cannot hold an image
 ├── ReadTooLarge           a read past its pixel or request budget
 ├── ResolutionTooHigh      a read finer than the detector needs (SPEC §5)
 └── SourceError            the upstream failed (the source interface's errors)
@@ -51,6 +55,30 @@ class InvalidRead(StreamingError):
     """A read that cannot be served as asked."""
 
     code = "invalid_read"
+
+
+class InvalidWindow(InvalidRead):
+    """A window or output size that is zero, negative or past the limits."""
+
+    code = "invalid_window"
+
+
+class WindowOutside(InvalidRead):
+    """A window that is not entirely inside the image."""
+
+    code = "window_outside"
+
+
+class AOIError(StreamingError):
+    """An area of interest that is not usable (bad GeoJSON, not a polygon, invalid...)."""
+
+    code = "invalid_aoi"
+
+
+class InvalidCRS(StreamingError):
+    """A CRS that is unknown, or one an image cannot be laid out in."""
+
+    code = "invalid_crs"
 
 
 class ReadTooLarge(StreamingError):
