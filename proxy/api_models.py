@@ -229,3 +229,92 @@ class CacheDeleted(BaseModel):
     server_id: str
     deleted_entries: int
     deleted_bytes: int
+
+
+# ---- imports and streaming images ----------------------------------------------------
+
+
+class ImportAsk(BaseModel):
+    """An import: a server, a name and AOIs; the grid's CRS and resolution (SPEC §4)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    server_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    aois: dict[str, Any] = Field(
+        description="GeoJSON geometry, Feature or FeatureCollection of (multi)polygons, "
+        "RFC 7946 lon/lat"
+    )
+    method: Literal["streaming", "download"] = Field(
+        default="streaming",
+        description="streaming: an image read on demand; download: comes with the "
+        "materializer (answers 422 not_available_yet today)",
+    )
+    resolution: float | None = Field(
+        default=None, gt=0, le=100_000, description="m/px; default: the server's"
+    )
+    crs: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="default EPSG:3857; any EPSG code or WKT, or utm (the AOI centre's zone)",
+    )
+    max_cell_pixels: int | None = Field(
+        default=None, ge=1, le=10**9, description="download cells' size; default: the setting"
+    )
+
+
+class CellPlan(BaseModel):
+    """The cells a download would make."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_cell_pixels: int
+    count: int
+    items: list[Any]
+
+
+class ImportPlan(BaseModel):
+    """What an import would make, before anything starts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    server_id: str
+    name: str
+    method: str
+    crs: str
+    transform: list[float] = Field(description="a, b, c, d, e, f (rasterio's affine order)")
+    width: int
+    height: int
+    pixels: int
+    resolution: float
+    zoom: int | None = Field(description="the matrix a full-resolution read uses")
+    ground_resolution: float | None
+    requests: int = Field(description="upstream requests of a full read")
+    bytes: int = Field(description="estimated upstream bytes of a full read")
+    cells: CellPlan
+
+
+class ImageView(BaseModel):
+    """A streaming image: its grid, bands, resolution, server and AOIs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    server_id: str
+    crs: str
+    transform: list[float]
+    bounds: list[float]
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    resolution: float
+    aois: dict[str, Any]
+    created_at: str
+
+
+class ImageList(BaseModel):
+    """Every streaming image."""
+
+    images: list[ImageView]

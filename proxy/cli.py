@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from proxy.catalog.base import ServerRecord
+from proxy.cli_images import add_commands as add_image_commands
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, StartupError, error_body
 from proxy.probe import ProbeRequest, probe_server
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--size", type=int, help="preview size in px (default from settings)")
     test.add_argument("--output", type=Path, default=Path("preview.png"), help="PNG to write")
     test.set_defaults(run=cmd_servers_test)
+    add_image_commands(commands)
     return parser
 
 

@@ -86,6 +86,19 @@ class Settings:
     )
     # Honour X-Forwarded-Proto/Host in TileJSON URLs: only behind a proxy that sets them.
     trust_forwarded: bool = attrs.field(default=False, converter=_bool)
+    # Resolution guard (SPEC §5): a read finer than detector_resolution / guard_max_ratio
+    # is refused (409 resolution_too_high).
+    guard_max_ratio: float = attrs.field(
+        default=2.0, converter=float, validator=attrs.validators.gt(0)
+    )
+    # Largest cell (px) a download import would split an image into (the plan reports them).
+    max_cell_pixels: int = attrs.field(
+        default=10_000, converter=int, validator=attrs.validators.ge(1)
+    )
+    # Lifetime of the tile token written into /images/{id}/gdal.xml (seconds).
+    image_token_ttl: int = attrs.field(
+        default=7 * 86_400, converter=int, validator=attrs.validators.ge(60)
+    )
     # Encoding of previews and image reads (streaming/codecs.py): JPEG quality (1-95), PNG
     # zlib level (0-9; 1 is ~5x faster than 6 on imagery, for ~15 % more bytes), WebP quality.
     jpeg_quality: int = attrs.field(

@@ -8,6 +8,8 @@ ProxyError
 ├── Unauthorized        no valid API key                               401
 ├── NotFound            no such resource                               404
 │   └── TileNotFound    a zoom outside the server's range              404
+├── ServerDeleted       an image whose server was deleted              410
+├── NotAvailableYet     a feature another issue brings (download)      422
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
 ├── NoData              no data at that place at any probed zoom       422
@@ -72,6 +74,18 @@ class TileNotFound(NotFound):
     code = "tile_not_found"
 
 
+class ServerDeleted(ProxyError):
+    """The image's server was deleted: the image cannot be read any more."""
+
+    code = "server_deleted"
+
+
+class NotAvailableYet(ProxyError):
+    """A documented option that a later part of the service brings (e.g. ``download``)."""
+
+    code = "not_available_yet"
+
+
 class BlockedAddress(ProxyError):
     """The upstream address is refused by the outbound address policy."""
 
@@ -106,12 +120,14 @@ STATUS: dict[type[Exception], int] = {
     InvalidInput: 422,
     Unauthorized: 401,
     NotFound: 404,
+    ServerDeleted: 410,
+    NotAvailableYet: 422,
     BlockedAddress: 403,
     ResolutionNotSupported: 422,
     NoData: 422,
     CatalogUnavailable: 503,
     se.InvalidRead: 400,
-    se.ReadTooLarge: 400,
+    se.ReadTooLarge: 413,
     se.ResolutionTooHigh: 409,
     se.InvalidWindow: 400,
     se.WindowOutside: 422,
@@ -142,6 +158,8 @@ HINTS: dict[type[Exception], str] = {
     TileNotFound: "ask for a zoom inside the server's range (its TileJSON lists it)",
     InvalidTile: "z is 0..24 and x, y are 0..2^z-1 in WebMercatorQuad",
     UnknownFormat: "use .png, .jpg, .jpeg, .webp, or no extension for the upstream's format",
+    ServerDeleted: "delete the image, or import its AOIs again over another server",
+    NotAvailableYet: "use the options the API documentation lists as available",
     BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",
     ResolutionNotSupported: "use the suggested resolution or a coarser one",
     NoData: "try a place inside the layer's extent",

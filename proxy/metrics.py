@@ -200,6 +200,12 @@ class Metrics:
         self.reads = Counter(
             f"{PREFIX}_reads", "Streaming reads served", ["server"], registry=self.registry
         )
+        self.guard_refusals = Counter(
+            f"{PREFIX}_guard_refusals",
+            "Reads refused by the resolution guard (SPEC §5), before any upstream request",
+            ["server"],
+            registry=self.registry,
+        )
         self.workers = Gauge(
             f"{PREFIX}_workers",
             "Worker processes serving",
@@ -226,6 +232,10 @@ class Metrics:
     def count_read(self) -> None:
         """A streaming read was served, for the current :data:`SERVER`."""
         self.reads.labels(SERVER.get()).inc()
+
+    def count_guard_refusal(self) -> None:
+        """A read was refused by the resolution guard, for the current :data:`SERVER`."""
+        self.guard_refusals.labels(SERVER.get()).inc()
 
     def refresh(self) -> None:
         """Set the size gauges from the watched caches (at each scrape; in workers, also timed)."""

@@ -35,6 +35,8 @@ ERROR_REASONS = {
     403: "the upstream address is refused by the outbound address policy",
     404: "no such resource",
     409: "the asked resolution is finer than a read allows",
+    410: "the resource's server was deleted",
+    413: "the read is past its pixel or upstream-request budget",
     422: "well-formed but invalid input, or an upstream answer that cannot be used",
     502: "the upstream answered with an error",
     503: "the upstream or the catalog is unavailable",

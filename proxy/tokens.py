@@ -1,9 +1,10 @@
 """Signed, expiring tile tokens for map clients, which cannot send an API-key header.
 
-A token names one server and an expiry and is signed with the installation's secret
-(HMAC-SHA256, truncated to 128 bits): ``<server id>.<expiry, epoch s>.<signature>``, all
-URL-safe. It opens only that server's tile and TileJSON routes, so the API key never
-appears in a URL. Verified tokens are remembered for a moment: an HMAC costs ~3 µs, a
+A token names one scope and an expiry and is signed with the installation's secret
+(HMAC-SHA256, truncated to 128 bits): ``<scope>.<expiry, epoch s>.<signature>``, all
+URL-safe. The scope is a server id (that server's tile and TileJSON routes) or
+``image:<id>`` (:func:`image_scope`: one streaming image's tiles and TileJSON), so the
+API key never appears in a URL. Verified tokens are remembered for a moment: an HMAC costs ~3 µs, a
 dictionary lookup ~0.5 µs, and map clients send the same token with every tile.
 """
 
@@ -21,7 +22,13 @@ from cachetools import TTLCache
 from proxy.errors import Unauthorized
 
 MAX_TTL = 30 * 86_400  # a month: long enough for a map embed, short enough to matter
-TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[0-9]{1,12}\.[A-Za-z0-9_-]{22}$")
+TOKEN_SHAPE = re.compile(r"^(image:)?[A-Za-z0-9_-]{1,64}\.[0-9]{1,12}\.[A-Za-z0-9_-]{22}$")
+IMAGE_SCOPE = "image:"  # no server id has a colon: an image token never opens a server
+
+
+def image_scope(image_id: str) -> str:
+    """The token scope of one streaming image."""
+    return IMAGE_SCOPE + image_id
 
 
 class TileTokens:
@@ -52,8 +59,8 @@ class TileTokens:
             )
         if not token.startswith(server_id + "."):
             raise Unauthorized(
-                "the tile token is for another server",
-                hint="each server's tiles need a token minted for that server",
+                "the tile token is for another server or image",
+                hint="each server's (or image's) tiles need a token minted for it",
             )
 
     def _check_signature(self, token: str) -> int:

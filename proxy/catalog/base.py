@@ -40,9 +40,61 @@ class ServerStore(Protocol):
         """Delete a server; ``False`` when there was none."""
 
 
-# Next kinds of record, one Protocol each beside ServerStore: ImageStore (streaming
-# images and their AOIs), JobStore (materialize and seed jobs) and CellStore (a job's
-# cells and their states), each then a field of Catalog below.
+@attrs.frozen(kw_only=True)
+class ImageRecord:
+    """A stored streaming image: its grid over a server, and its AOIs.
+
+    ``crs`` is an ``EPSG:n`` string when the CRS has one, else WKT; ``transform`` holds the
+    six affine coefficients ``a, b, c, d, e, f`` (rasterio's order); ``aois`` is a GeoJSON
+    FeatureCollection in lon/lat.
+    """
+
+    id: str
+    name: str
+    server_id: str
+    server_updated_at: str  # the server's version when the image was made
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    resolution_m: float
+    aois: dict[str, Any]
+    created_at: str
+
+
+@attrs.frozen(kw_only=True)
+class NewImage:
+    """What makes an image (the store gives the id and the creation time)."""
+
+    name: str
+    server_id: str
+    server_updated_at: str
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    resolution_m: float
+    aois: dict[str, Any]
+
+
+class ImageStore(Protocol):
+    """Storage of streaming images."""
+
+    async def create(self, image: NewImage) -> ImageRecord:
+        """Store a new image and return it with its new id."""
+
+    async def get(self, image_id: str) -> ImageRecord | None:
+        """The image with ``image_id``, or ``None``."""
+
+    async def all(self) -> list[ImageRecord]:
+        """Every image, oldest first."""
+
+    async def delete(self, image_id: str) -> bool:
+        """Delete an image; ``False`` when there was none."""
+
+
+# Next kinds of record, one Protocol each: JobStore (materialize and seed jobs) and
+# CellStore (a job's cells and their states), each then a field of Catalog below.
 
 
 class Database(Protocol):
@@ -61,6 +113,7 @@ class Catalog:
 
     database: Database
     servers: ServerStore
+    images: ImageStore
 
     async def ping(self) -> None:
         """Raise when the catalog cannot answer (readiness)."""

@@ -27,6 +27,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 2: the list order (oldest first; rowid, which every index entry carries, breaks
     # ties in one millisecond) without sorting the whole table
     ("CREATE INDEX servers_by_age ON servers (created_at)",),
+    # 3: streaming images. No foreign key to servers: an image outlives its server's
+    # deletion, and answers 410 server_deleted instead of vanishing.
+    (
+        """CREATE TABLE images (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            server_id TEXT NOT NULL,
+            server_updated_at TEXT NOT NULL,
+            crs TEXT NOT NULL,
+            transform TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            resolution_m REAL NOT NULL,
+            aois TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX images_by_age ON images (created_at)",
+    ),
 )
 
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from proxy.catalog.base import Catalog
 from proxy.catalog.migrations import migrate
+from proxy.catalog.sqlite_images import SQLiteImageStore
 from proxy.catalog.sqlite_servers import SQLiteServerStore
 from proxy.errors import CatalogUnavailable, StartupError
 
@@ -24,7 +25,11 @@ T = TypeVar("T")
 async def open_catalog(path: Path) -> Catalog:
     """Open (creating or migrating) the SQLite catalog at ``path``."""
     database = await SQLiteDatabase(path).open()
-    return Catalog(database=database, servers=SQLiteServerStore(database))
+    return Catalog(
+        database=database,
+        servers=SQLiteServerStore(database),
+        images=SQLiteImageStore(database),
+    )
 
 
 class SQLiteDatabase:

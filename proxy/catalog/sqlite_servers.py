@@ -26,13 +26,13 @@ class SQLiteServerStore:
 
     async def create(self, config: dict[str, Any]) -> ServerRecord:
         """Store a new server under a new id."""
-        now = _now()
-        record = ServerRecord(uuid.uuid4().hex[:12], config, now, now)
+        stamp = now()
+        record = ServerRecord(uuid.uuid4().hex[:12], config, stamp, stamp)
 
         def insert(db: sqlite3.Connection) -> None:
             db.execute(
                 f"INSERT INTO servers ({COLUMNS}) VALUES (?, ?, ?, ?)",
-                (record.id, orjson.dumps(config).decode(), now, now),
+                (record.id, orjson.dumps(config).decode(), stamp, stamp),
             )
 
         await self.database.run(insert)
@@ -57,7 +57,7 @@ class SQLiteServerStore:
         def update(db: sqlite3.Connection) -> ServerRecord | None:
             db.execute(
                 "UPDATE servers SET config = ?, updated_at = ? WHERE id = ?",
-                (orjson.dumps(config).decode(), _now(), server_id),
+                (orjson.dumps(config).decode(), now(), server_id),
             )
             return _get(db, server_id)
 
@@ -86,5 +86,6 @@ def _record(row: sqlite3.Row) -> ServerRecord:
     )
 
 
-def _now() -> str:
+def now() -> str:
+    """The current time, as stored (UTC, ISO 8601, milliseconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -11,6 +11,7 @@ from proxy.catalog.migrations import MIGRATIONS, CatalogTooNew, migrate
 from proxy.catalog.sqlite import open_catalog
 
 LATEST = len(MIGRATIONS)
+TABLES = {"servers", "servers_by_age", "images", "images_by_age"}
 
 # The first release's schema and row, verbatim: its files never set user_version.
 FIRST_RELEASE_SCHEMA = """
@@ -63,7 +64,7 @@ async def test_a_new_file_gets_the_latest_schema_and_reopening_changes_nothing(t
     path = tmp_path / "c.sqlite"
     for _ in range(2):  # the second open finds nothing to do (step 2 is not re-runnable)
         await (await open_catalog(path)).close()
-        assert schema_of(path) == (LATEST, {"servers", "servers_by_age"})
+        assert schema_of(path) == (LATEST, TABLES)
 
 
 async def test_a_first_release_file_is_migrated_and_keeps_its_servers(tmp_path):
@@ -86,7 +87,7 @@ async def test_a_first_release_file_is_migrated_and_keeps_its_servers(tmp_path):
         assert [r.id for r in await catalog.servers.all()] == ["abc123"]
     finally:
         await catalog.close()
-    assert schema_of(path) == (LATEST, {"servers", "servers_by_age"})
+    assert schema_of(path) == (LATEST, TABLES)
 
 
 async def test_a_file_from_a_newer_release_is_refused_untouched(tmp_path):

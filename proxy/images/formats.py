@@ -1,0 +1,95 @@
+"""Encode a read's pixels as GeoTIFF, NPY, PNG or JPEG: the one module that calls encoders.
+
+Every function here blocks (GDAL, zlib): call :func:`encode` in the executor.
+
+Layouts:
+
+- ``tif``: a georeferenced GeoTIFF (CRS, transform), 3 bands RGB uint8, deflate, with an
+  internal mask band (``dataset.dataset_mask()``: 255 = data inside an AOI, 0 = masked).
+- ``npy``: ``numpy.load(io.BytesIO(body))`` gives a uint8 array of shape
+  ``(4, height, width)``: red, green, blue, mask (255 = data inside an AOI, 0 = masked).
+  Georeferencing comes in the headers ``X-CRS`` (``EPSG:n`` or WKT) and ``X-Transform``
+  (``a,b,c,d,e,f``, rasterio's affine order: x = a*col + b*row + c, y = d*col + e*row + f).
+- ``png``: RGBA, alpha = mask. ``jpg``: RGB only (masked pixels are black).
+"""
+
+from __future__ import annotations
+
+import io
+
+import attrs
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.io import MemoryFile
+from rasterio.transform import Affine
+
+from streaming.decode import RGBA
+from streaming.encode import encode_jpeg, encode_png
+
+MEDIA_TYPES = {
+    "tif": "image/tiff",
+    "npy": "application/x-npy",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+}
+
+
+@attrs.frozen
+class Encoded:
+    """Encoded bytes and their media type."""
+
+    body: bytes
+    media_type: str
+
+
+def encode(rgba: RGBA, crs: CRS, transform: Affine, fmt: str) -> Encoded:
+    """``rgba`` (4 x h x w uint8, alpha = mask) in ``fmt`` (one of :data:`MEDIA_TYPES`)."""
+    if fmt == "tif":
+        body = geotiff(rgba, crs, transform)
+    elif fmt == "npy":
+        body = npy(rgba)
+    elif fmt == "png":
+        body = encode_png(rgba)
+    elif fmt == "jpg":
+        body = encode_jpeg(rgba)
+    else:
+        raise ValueError(f"no encoder for {fmt!r}")  # the routes parse the format first
+    return Encoded(body, MEDIA_TYPES[fmt])
+
+
+def geotiff(rgba: RGBA, crs: CRS, transform: Affine) -> bytes:
+    """A GeoTIFF of the RGB bands, with the alpha band as its internal mask."""
+    _, height, width = rgba.shape
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": transform,
+        "photometric": "RGB",
+        "compress": "deflate",
+    }
+    if width >= 256 and height >= 256:  # tiled, so a reader can take parts of it
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dst:
+            dst.write(rgba[:3])
+            dst.write_mask(rgba[3])
+        return bytes(memfile.read())
+
+
+def npy(rgba: RGBA) -> bytes:
+    """The NPY file of ``rgba`` (see the module's layout)."""
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(rgba, dtype=np.uint8), allow_pickle=False)
+    return out.getvalue()
+
+
+def georef_headers(crs: CRS, transform: Affine) -> dict[str, str]:
+    """``X-CRS`` and ``X-Transform`` of a read (every format carries them)."""
+    epsg = crs.to_epsg()
+    text = f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
+    coefficients = ",".join(repr(float(v)) for v in tuple(transform)[:6])
+    return {"X-CRS": text, "X-Transform": coefficients}
