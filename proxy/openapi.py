@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, built from the route table and the validating pydantic models.
 
-Each :class:`proxy.routes.Route` names its request body and answer models; this module
+Each :class:`proxy.routes.route.Route` names its request body and answer models; this module
 turns them into JSON Schema (2020-12, which OpenAPI 3.1 uses as is) and lays the routes
 out as operations. Nothing here is written by hand per route, so a route added to the
 table is documented, and a field added to a model shows up, without touching this file.
@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from proxy.api_models import ErrorBody
 
 if TYPE_CHECKING:
-    from proxy.routes import Route
+    from proxy.routes.route import Route
 
 API_DOC = web.AppKey("api_doc", dict)
 
