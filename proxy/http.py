@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import orjson
@@ -11,7 +10,6 @@ from aiohttp import web
 from proxy.errors import BadRequest, InvalidInput
 
 MAX_JSON_BYTES = 1 << 20
-MAX_NUMBER = 1e15  # past any coordinate, size or resolution, and exact as an int
 
 
 def json_response(
@@ -43,20 +41,3 @@ def json_object(data: Any, what: str = "the request body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput(f"{what} must be a JSON object")
     return data
-
-
-def number(data: dict[str, Any], key: str, default: float | None = None) -> float | None:
-    """A number field of a JSON object (``default`` when absent)."""
-    value = data.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidInput(f"{key} must be a number")
-    try:
-        result = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(f"{key} must be a number") from None
-    # "nan", "inf" and 1e309 parse as floats; no field of this API takes them.
-    if not math.isfinite(result) or abs(result) > MAX_NUMBER:
-        raise InvalidInput(f"{key} must be a finite number of reasonable size")
-    return result
