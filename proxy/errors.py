@@ -104,6 +104,12 @@ class NoData(ProxyError):
     code = "no_data"
 
 
+class LevelsShifted(NoData):
+    """No data at the asked levels, but the same place one level off: a zoom_offset."""
+
+    code = "levels_shifted"
+
+
 class CatalogUnavailable(ProxyError):
     """The catalog cannot be read or written (read-only file, full disk, corruption)."""
 
@@ -163,6 +169,7 @@ HINTS: dict[type[Exception], str] = {
     BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",
     ResolutionNotSupported: "use the suggested resolution or a coarser one",
     NoData: "try a place inside the layer's extent",
+    LevelsShifted: "set the server's zoom_offset as the message says",
     CatalogUnavailable: "the catalog file is read-only, full or damaged: check the data "
     "directory and its disk; stored data is kept",
     se.InvalidRead: "check the area, the size and the resolution of the read",

@@ -18,15 +18,22 @@ from pydantic import ValidationError
 from pyproj import Transformer
 
 from proxy.catalog.base import ServerRecord
-from proxy.errors import InvalidInput, NoData, ResolutionNotSupported, hint_for
+from proxy.errors import (
+    InvalidInput,
+    LevelsShifted,
+    NoData,
+    ResolutionNotSupported,
+    hint_for,
+)
 from proxy.findings import Finding
 from proxy.metrics import SERVER, UNSAVED
 from proxy.net.client import REQUEST_LOG, RequestRecord
-from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
+from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig, XYZConfig
 from proxy.services import Services
 from proxy.upstream.base import UpstreamContext
 from proxy.upstream.detect import normalize
 from proxy.upstream.registry import open_source, parse_config
+from proxy.upstream.xyz import XYZSource
 from streaming import errors as se
 from streaming.codecs import MEDIA_TYPES, choose_format, encode
 from streaming.decode import decode_rgba, is_blank
@@ -192,6 +199,9 @@ async def _preview(
         await _explain_missing_zoom(source, ctx, (lat, lon), zoom, refused=exc.message)
         raise
     result.zoom = read.zoom
+    if isinstance(config, XYZConfig) and config.zoom_offset == 0 and read.zoom is not None:
+        if not _has_any_data(read):
+            await _detect_shifted_levels(config, ctx, (lat, lon), read.zoom)
     await _check_data(source, read, (lat, lon), ctx, result)
     result.findings.extend(_upsampling(source, lat, result.resolution))
     # The RGB and alpha views of the read's interleaved pixels: encoded without a copy.
@@ -230,6 +240,38 @@ async def _check_data(
         "the upstream returned no data (missing, empty or blank images) at this place",
         hint="check the location (lat/lon) and that the layer covers it",
     )
+
+
+def _has_any_data(read: ReadResult) -> bool:
+    return read.missing + read.blank < read.requests and bool(read.rgba[3].any())
+
+
+async def _detect_shifted_levels(
+    config: XYZConfig, ctx: UpstreamContext, place: tuple[float, float], zoom: int
+) -> None:
+    """Raise :class:`LevelsShifted` when the place has data one level off (MapProxy's TMS
+    numbers levels from zoom 1: level z-1 is zoom z): one or two extra tile requests.
+    """
+    lat, lon = place
+    for offset in (-1, 1):
+        shifted = XYZSource(config.model_copy(update={"zoom_offset": offset}), ctx)
+        tile = tile_for_lonlat(shifted.tms, zoom, lon, lat)
+        try:
+            image = await shifted.fetch_tile(tile)
+        except (se.SourceNotFound, se.SourceBadResponse):
+            continue
+        if image is None:
+            continue
+        size = (shifted.tms.matrix(zoom).tileWidth, shifted.tms.matrix(zoom).tileHeight)
+        pixel = point_in_tile(shifted.tms, tile, lon, lat, size)
+        if await ctx.run(_data_at, image.data, ctx.max_image_pixels, size, pixel):
+            level = "z - 1" if offset < 0 else "z + 1"
+            raise LevelsShifted(
+                f"no data at level {zoom} here, but level {zoom + offset} has this place's "
+                f"data: the server numbers its levels as {level} of the zoom",
+                hint=f"set zoom_offset: {offset} (MapProxy's TMS levels are zoom_offset -1)",
+                zoom_offset=offset,
+            )
 
 
 async def _explain_missing_zoom(

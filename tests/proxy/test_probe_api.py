@@ -245,3 +245,16 @@ def test_an_opaque_white_fill_around_the_point_is_not_data() -> None:
         _data_at(encode_png(np.full((4, 256, 256), 255, np.uint8)), 1 << 20, (256, 256), (5, 5))
         is None
     )
+
+
+async def test_levels_numbered_from_zoom_one_are_detected_and_named(api, serve, renderer):
+    # /shift/ serves zoom L+1 at level L, as MapProxy's TMS does: zoom_offset -1 is the fix.
+    base = await serve(xyz_app(renderer))
+    resp = await probe(api, xyz(base + "/shift/{z}/{x}/{y}.png"), resolution=10.0)
+    body = await resp.json()
+    assert resp.status == 422, body
+    assert body["error"]["code"] == "levels_shifted"
+    assert body["error"]["zoom_offset"] == -1
+    assert "zoom_offset: -1" in body["error"]["hint"]
+    fixed = await probe(api, xyz(base + "/shift/{z}/{x}/{y}.png", zoom_offset=-1), resolution=10.0)
+    assert fixed.status == 200, await fixed.text()
