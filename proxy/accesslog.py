@@ -6,6 +6,7 @@ send ``?token=`` with every tile. ``serve`` uses this logger instead.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
@@ -21,6 +22,11 @@ def redact_query(path_qs: str) -> str:
 
 class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: peer, method, path (secrets masked), status, bytes, time."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether lines are written: with ``log_level`` above INFO, nothing is computed."""
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         """Write the line."""

@@ -118,6 +118,10 @@ class TileCache:
         """A new negative entry stored now, for :meth:`put` (a cut metatile's empty tile)."""
         return CacheEntry.missing(stored_at=self._clock(), ttl=self.negative_ttl)
 
+    def now(self) -> float:
+        """The cache's clock: entries' ``stored_at`` and freshness are judged by it."""
+        return self._clock()
+
     @property
     def in_flight(self) -> int:
         """Fetches running in this process (a gauge for metrics)."""

@@ -4,19 +4,23 @@ A WMS or ArcGIS export renders any bbox, and each request costs a round trip and
 render on the server: a block of ``meta_tiles`` x ``meta_tiles`` tiles (plus a buffer of
 ``meta_buffer`` px on each side, so labels and symbols cut at tile edges match) is asked
 for at once, cut into tiles, and every tile is stored. Requests for any tile of a
-metatile being fetched wait for that one fetch (single flight on the metatile key).
+metatile being fetched wait for that one fetch: in a process by :class:`SingleFlight` on
+the metatile key, across the worker processes of ``serve --workers N`` by the cache's
+:class:`FileLocks` on that key (a process that finds the lock taken polls the disk tier
+until every tile of the block is stored, as :class:`TileCache` does for single tiles).
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
+from pathlib import Path
 
 import attrs
 import numpy as np
 from rasterio.transform import from_origin
 
-from proxy.cache.flight import SingleFlight
+from proxy.cache.flight import FileLocks, SingleFlight
 from proxy.cache.tiles import CacheKey, FetchOutcome, Fresh, NoData, TileCache, Validators
 from proxy.tiles import codec
 from proxy.tiles.request import TileAsk
@@ -108,6 +112,9 @@ class Metatiles:
             tuple[str, str, int, int, int], dict[tuple[int, int], bytes | None]
         ]
         self._flight = SingleFlight()
+        # Buckets of their own: a tile's lock (held by TileCache around this fetch) and its
+        # metatile's never share a file, so a process never waits for its own lock.
+        self._locks = FileLocks(Path(cache.disk.root) / ".locks" / "meta")
         self.fetches = 0  # metatiles rendered by this process (for tests and stats)
 
     async def fetch(
@@ -126,9 +133,30 @@ class Metatiles:
         async def render() -> dict[tuple[int, int], bytes | None]:
             return await self._render(source, fingerprint, namespace, ttl, meta)
 
-        tiles = await self._flight.run(key, render)
+        async def stored() -> dict[tuple[int, int], bytes | None] | None:
+            return await self._stored(fingerprint, namespace, ttl, meta)
+
+        async def locked() -> dict[tuple[int, int], bytes | None]:
+            return await self._locks.run("/".join(map(str, key)), stored, render)
+
+        tiles = await self._flight.run(key, locked)
         body = tiles.get((ask.x, ask.y))
         return NoData() if body is None else Fresh(body, "image/png")
+
+    async def _stored(
+        self, fingerprint: str, namespace: str, ttl: float, meta: Metatile
+    ) -> dict[tuple[int, int], bytes | None] | None:
+        """Every tile of ``meta``, fresh in the cache (another process cut them), else None."""
+        now = self.cache.now()
+        tiles: dict[tuple[int, int], bytes | None] = {}
+        for x, y in meta.tiles():
+            entry = await self.cache.get(CacheKey(fingerprint, namespace, meta.z, x, y))
+            if entry is None:
+                return None
+            if now - entry.stored_at >= (self.cache.negative_ttl if entry.negative else ttl):
+                return None
+            tiles[(x, y)] = None if entry.negative else entry.body
+        return tiles
 
     async def _render(
         self, source: BBoxSource, fingerprint: str, namespace: str, ttl: float, meta: Metatile
