@@ -208,3 +208,40 @@ async def test_a_second_read_of_a_window_makes_no_upstream_request(api, source):
     assert again.status == 200
     assert await again.read() == await first.read()
     assert count(app) == before, f"{name}: the second read went upstream"
+
+
+def swapped(ring: list[list[float]]) -> list[list[float]]:
+    """The ring with each position written [lat, lon] (a classic mistake)."""
+    return [[lat, lon] for lon, lat in ring]
+
+
+@pytest.mark.parametrize(
+    "source", ["wms-1.1.1", "wms-1.3.0", "wmts", "arcgis-tiled", "arcgis-export"], indirect=True
+)
+async def test_an_aoi_outside_the_servers_bounds_is_refused_with_a_hint(api, source):
+    name, app, config, count = source
+    server_id = await add_server(api, config)
+    body = {"server_id": server_id, "name": name, "resolution": RESOLUTION}
+    lausanne = {"type": "Polygon", "coordinates": [swapped(square(OUTER))]}
+    paris = {"type": "Polygon", "coordinates": [[[2.3 + x - 6.63, y] for x, y in square(OUTER)]]}
+    for route in ("/imports/plan", "/imports"):
+        resp = await api.post(route, json={**body, "aois": lausanne})
+        error = (await resp.json())["error"]
+        assert resp.status == 400 and error["code"] == "invalid_aoi", error
+        assert "outside the server's bounds" in error["message"]
+        assert "[longitude, latitude]" in error["hint"] and "swapped" in error["hint"]
+    resp = await api.post("/imports/plan", json={**body, "aois": paris})
+    error = (await resp.json())["error"]
+    assert resp.status == 400 and error["code"] == "invalid_aoi", error
+    assert "swapped" not in error["hint"] and "inside the server's bounds" in error["hint"]
+    assert (await api.get("/images")).status == 200
+    assert (await (await api.get("/images")).json())["images"] == []
+
+
+async def test_xyz_servers_declare_the_world(api, serve, renderer):
+    config = SOURCES["xyz"][1](await serve(xyz_app(renderer)))
+    server_id = await add_server(api, config)
+    body = {"server_id": server_id, "name": "far", "resolution": 1000.0}
+    far = {"type": "Polygon", "coordinates": [swapped(square(OUTER))]}  # lon 46.5, lat 6.6
+    resp = await api.post("/imports/plan", json={**body, "aois": far})
+    assert resp.status == 200, await resp.text()
