@@ -149,7 +149,9 @@ UNCACHED = pytest.mark.xfail(
 
 @pytest.mark.parametrize("crs_name", ["EPSG:3857", "utm"])
 async def test_reads_land_on_the_ground_truth_masked(api, source, ground_truth, crs_name):
+    name, app, _, count = source
     image, crs = await import_over(api, source, crs_name)
+    body = {"server_id": image["server_id"], "name": name, "aois": AOI, "resolution": RESOLUTION}
     transform, width, height = grid_by_hand(crs)
     assert CRS.from_user_input(image["crs"]) == crs
     assert image["transform"][:6] == pytest.approx(list(transform)[:6], abs=1e-6)
@@ -161,9 +163,13 @@ async def test_reads_land_on_the_ground_truth_masked(api, source, ground_truth, 
     assert left <= outline[0] and bottom <= outline[1] and right >= outline[2]
     assert top >= outline[3]
 
-    # The whole image as GeoTIFF: georeferenced, masked by the pixel-centre rule.
+    # The whole image as GeoTIFF: georeferenced, masked by the pixel-centre rule, and it
+    # costs the upstream exactly what the plan estimated.
+    plan = await (await api.post("/imports/plan", json={**body, "crs": crs_name})).json()
+    before = count(app)
     whole = await api.get(f"/images/{image['id']}/window/0,0,{width},{height}.tif")
     assert whole.status == 200, await whole.text()
+    assert count(app) - before == plan["requests"] == int(whole.headers["X-Upstream-Requests"])
     with MemoryFile(await whole.read()) as mem, mem.open() as src:
         assert src.crs == crs and src.transform.almost_equals(transform, precision=1e-6)
         rgb, mask = src.read(), src.dataset_mask()
