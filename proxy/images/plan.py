@@ -138,8 +138,8 @@ def plan_answer(
     image: StreamingImage, grid: ImageGrid, aois: AOIs, resolution: float, max_cell_pixels: int
 ) -> dict[str, Any]:
     """The plan of ``image``: its grid, a full read's cost, and the download cells."""
-    full = image.window(0, 0, grid.width, grid.height)
-    estimate = image.estimate(full)
+    # The whole grid, not image.window(): an image may be larger than one read's budget.
+    estimate = image.estimate(grid.as_grid())
     parts = cells(grid, aois, max_cell_pixels)
     return {
         "crs": crs_text(grid.crs),

@@ -251,3 +251,15 @@ async def test_xyz_servers_declare_the_world(api, serve, renderer):
     far = {"type": "Polygon", "coordinates": [swapped(square(OUTER))]}  # lon 46.5, lat 6.6
     resp = await api.post("/imports/plan", json={**body, "aois": far})
     assert resp.status == 200, await resp.text()
+
+
+async def test_an_image_larger_than_one_read_can_be_imported(api, serve, renderer, settings):
+    config = SOURCES["xyz"][1](await serve(xyz_app(renderer)))
+    server_id = await add_server(api, config)
+    body = {"server_id": server_id, "name": "big", "aois": AOI, "resolution": 0.25}
+    resp = await api.post("/imports", json=body)
+    image = await resp.json()
+    assert resp.status == 201, image
+    assert image["width"] * image["height"] > settings.max_read_pixels
+    plan = await (await api.post("/imports/plan", json=body)).json()
+    assert plan["requests"] > settings.max_read_requests  # read it window by window
