@@ -263,3 +263,32 @@ async def test_an_image_larger_than_one_read_can_be_imported(api, serve, rendere
     assert image["width"] * image["height"] > settings.max_read_pixels
     plan = await (await api.post("/imports/plan", json=body)).json()
     assert plan["requests"] > settings.max_read_requests  # read it window by window
+
+
+def read_sizes(name: str, app: Any, since: int) -> list[int]:
+    """What each upstream request since ``since`` asked for: a tile's zoom, or a bbox's width."""
+    if name == "xyz":
+        return [int(p.split("/")[3]) for p in app[PATHS][since:]]
+    if name == "wmts":
+        return [int(hit[3]) for hit in app[HITS][since:]]
+    if name.startswith("wms"):
+        return [int(r["WIDTH"]) for r in app[REQUESTS][since:] if "WIDTH" in r]
+    urls = [seen.url for seen in app[STATE].requests[since:]]
+    if name == "arcgis-tiled":
+        return [int(url.split("/tile/")[1].split("/")[0]) for url in urls if "/tile/" in url]
+    return [int(url.split("size=")[1].split("%2C")[0].split(",")[0]) for url in urls]
+
+
+async def test_a_decimated_read_fetches_coarse_data_only(api, source):
+    name, app, _, count = source
+    image, _ = await import_over(api, source, "EPSG:3857")
+    before = count(app)
+    w, h = image["width"], image["height"]
+    resp = await api.get(f"/images/{image['id']}/window/0,0,{w},{h}.png?out_width=32")
+    assert resp.status == 200, await resp.text()
+    sizes = read_sizes(name, app, before)
+    assert sizes and len(sizes) == count(app) - before
+    # 32 px over ~300 px of 4 m: ~38 m ground, 55 m Web Mercator pixels. Zoom 12 (38 m) is
+    # the coarsest at least as fine (one tile holds the AOI); a bbox source asks for 32 px.
+    tiled = name in ("xyz", "wmts", "arcgis-tiled")
+    assert sizes == ([12] if tiled else [32])
