@@ -59,6 +59,9 @@ def read_limits(settings: Settings) -> ReadLimits:
         max_pixels=settings.max_read_pixels,
         max_requests=settings.max_read_requests,
         max_image_pixels=settings.max_image_pixels,
+        # The server's own max_concurrency (ServerLimits) is the cap that matters: a second,
+        # lower cap per read would leave a server allowed 64 connections using 8.
+        concurrency=settings.max_read_requests,
     )
 
 

@@ -37,7 +37,7 @@ from streaming.layout import (
     resolve_crs,
 )
 from streaming.mosaic import Grid
-from streaming.reader import ReadLimits, SourceReader, request_size, split_request, tile_zoom
+from streaming.reader import ReadLimits, SourceReader, plan_bbox, plan_tiles, tile_zoom
 from streaming.sources import Source, TileSource
 from streaming.types import BBox, TileIndex
 
@@ -211,31 +211,22 @@ class StreamingImage:
     def estimate(self, output: Grid) -> ReadEstimate:
         """The zoom, upstream requests and bytes of a read of ``output``, fetching nothing.
 
-        Mirrors :class:`SourceReader`'s plan, and a read that misses every AOI costs 0.
+        The plan is :class:`SourceReader`'s own (:func:`~streaming.reader.plan_tiles`,
+        :func:`~streaming.reader.plan_bbox`); a read that misses every AOI costs 0.
         """
         ground = ground_resolution(output)
         source = self.source
         if isinstance(source, TileSource):
-            zoom = tile_zoom(source, output)
             if not self._touches_aoi(output):
-                return ReadEstimate(zoom, 0, 0, ground)
-            tms_box = transform_bounds(
-                output.crs, source.tms.rasterio_crs, *grid_bounds(output), densify_pts=21
-            )
-            cols, rows = tilegrid.tile_range(source.tms, BBox(*tms_box), zoom)
-            matrix = source.tms.matrix(zoom)
-            count = len(cols) * len(rows)
-            pixels = count * matrix.tileWidth * matrix.tileHeight
-            return ReadEstimate(zoom, count, _bytes(pixels), ground)
+                return ReadEstimate(tile_zoom(source, output), 0, 0, ground)
+            tiles = plan_tiles(source, output)
+            matrix = source.tms.matrix(tiles.zoom)
+            pixels = len(tiles.tiles) * matrix.tileWidth * matrix.tileHeight
+            return ReadEstimate(tiles.zoom, len(tiles.tiles), _bytes(pixels), ground)
         if not self._touches_aoi(output):
             return ReadEstimate(None, 0, 0, ground)
-        crs = output.crs if output.crs in source.crs_list else source.crs_list[0]
-        box = BBox(*transform_bounds(output.crs, crs, *grid_bounds(output), densify_pts=21))
-        width, height = output.width, output.height
-        if crs != output.crs:
-            width, height = request_size(output, crs, box)
-        parts = split_request(width, height, *source.max_size)
-        return ReadEstimate(None, len(parts), _bytes(width * height), ground)
+        plan = plan_bbox(source, output)
+        return ReadEstimate(None, len(plan.parts), _bytes(plan.width * plan.height), ground)
 
     async def read(self, output: Grid) -> ImageRead:
         """Read ``output`` from the source and mask it by the AOIs (off the event loop)."""

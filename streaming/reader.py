@@ -95,11 +95,9 @@ class SourceReader:
     ) -> ReadResult:
         tms = source.tms
         tms_crs = tms.rasterio_crs
-        bbox = _tms_bbox(tms, output)
+        plan = plan_tiles(source, output, zoom)
+        bbox, zoom, tiles = plan.bbox, plan.zoom, plan.tiles
         res = min(bbox.width / output.width, bbox.height / output.height)
-        if zoom is None:
-            zoom = tile_zoom(source, output)
-        tiles = list(grid.tiles_for_bbox(tms, bbox, zoom))
         if not tiles:  # the read lies outside the tile matrix: nothing to fetch
             return _empty(output, zoom)
         self._check_requests(len(tiles))
@@ -128,13 +126,11 @@ class SourceReader:
     async def _read_bbox(
         self, source: BBoxSource, output: Grid, resampling: Resampling
     ) -> ReadResult:
-        crs = output.crs if output.crs in source.crs_list else source.crs_list[0]
-        bbox = BBox(*transform_bounds(output.crs, crs, *_bounds(output), densify_pts=21))
-        width, height = output.width, output.height
-        if crs != output.crs:
-            width, height = request_size(output, crs, bbox)
-        canvas = Grid(crs, from_bounds(*bbox, width, height), width, height)
-        parts = split_request(width, height, *source.max_size)
+        plan = plan_bbox(source, output)
+        crs, parts = plan.crs, plan.parts
+        canvas = Grid(
+            crs, from_bounds(*plan.bbox, plan.width, plan.height), plan.width, plan.height
+        )
         self._check_requests(len(parts))
         fetched = await self._gather(
             [source.fetch_bbox(_part_bbox(canvas, p), crs, p[2], p[3]) for p in parts]
@@ -183,9 +179,53 @@ class SourceReader:
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
 
+@attrs.frozen
+class TileReadPlan:
+    """What a read of a tile source fetches: the matrix and its tiles, row by row."""
+
+    zoom: int
+    bbox: BBox  # the output's bounds in the TMS CRS
+    tiles: list[TileIndex]
+
+
+@attrs.frozen
+class BBoxReadPlan:
+    """What a read of a bbox source fetches: one request grid, split into parts."""
+
+    crs: CRS  # the CRS requested (the output's when the source offers it)
+    bbox: BBox  # in ``crs``
+    width: int
+    height: int
+    parts: list[tuple[int, int, int, int]]  # (col_off, row_off, width, height) of each request
+
+
+def plan_tiles(source: TileSource, output: Grid, zoom: int | None = None) -> TileReadPlan:
+    """The tiles a read of ``output`` fetches; the one plan reads and estimates share.
+
+    ``zoom`` forces a matrix; by default the coarsest at least as fine as the output.
+    """
+    bbox = _tms_bbox(source.tms, output)
+    if zoom is None:
+        zoom = _zoom(source, bbox, output)
+    return TileReadPlan(zoom, bbox, list(grid.tiles_for_bbox(source.tms, bbox, zoom)))
+
+
+def plan_bbox(source: BBoxSource, output: Grid) -> BBoxReadPlan:
+    """The requests a read of ``output`` sends; the one plan reads and estimates share."""
+    crs = output.crs if output.crs in source.crs_list else source.crs_list[0]
+    bbox = BBox(*transform_bounds(output.crs, crs, *_bounds(output), densify_pts=21))
+    width, height = output.width, output.height
+    if crs != output.crs:
+        width, height = request_size(output, crs, bbox)
+    return BBoxReadPlan(crs, bbox, width, height, split_request(width, height, *source.max_size))
+
+
 def tile_zoom(source: TileSource, output: Grid) -> int:
     """The matrix a read of ``output`` uses: the coarsest at least as fine as the output."""
-    bbox = _tms_bbox(source.tms, output)
+    return _zoom(source, _tms_bbox(source.tms, output), output)
+
+
+def _zoom(source: TileSource, bbox: BBox, output: Grid) -> int:
     res = min(bbox.width / output.width, bbox.height / output.height)
     return grid.zoom_for_resolution(source.tms, res, source.min_zoom, source.max_zoom)
 

@@ -12,13 +12,17 @@ from typing import Any
 
 import attrs
 from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 
 from proxy.catalog.base import ServerRecord
 from proxy.errors import InvalidInput
 from proxy.images.ask import parse_crs
 from proxy.images.errors import InvalidAOI
 from proxy.images.store import crs_text
-from streaming.aoi import AOIError, AOIs, parse_aois
+from proxy.upstream.arcgis_service import wkid
+from proxy.upstream.crs import crs_from_wkid
+from proxy.upstream.wms import read_capabilities
+from streaming.aoi import AOIError, AOIs, check_inside, parse_aois
 from streaming.image import (
     ImageGrid,
     StreamingImage,
@@ -38,6 +42,64 @@ def aois_of(geojson: Any) -> AOIs:
             hint=getattr(exc, "hint", None)
             or "send RFC 7946 GeoJSON polygons in lon/lat order (not lat/lon)",
         ) from None
+
+
+WORLD = (-180.0, -85.0511287798066, 180.0, 85.0511287798066)  # Web Mercator's reach
+
+
+async def server_bounds(source: Any) -> tuple[float, float, float, float]:
+    """WGS84 (west, south, east, north) of a source's data, as its server declares it.
+
+    A WMS layer's bbox (union of the layers read), a WMTS layer's WGS84BoundingBox, an
+    ArcGIS service's extent; XYZ (and anything declaring nothing): Web Mercator's world.
+    Read from the capabilities and service info the source was opened with (cached).
+    """
+    plan = getattr(source, "plan", None)  # WMTS (through CachedTileSource's delegation)
+    found = getattr(getattr(plan, "layer", None), "wgs84_bounds", None)
+    if found:
+        return _floats(found)
+    connection: Any = getattr(source, "connection", None)
+    settings: Any = getattr(source, "settings", None)
+    if connection is not None and hasattr(settings, "layers"):  # WMS
+        caps, _ = await read_capabilities(connection.config, connection)
+        boxes = [
+            layer.wgs84_bounds
+            for name in settings.layers
+            if (layer := caps.layer(name)) is not None and layer.wgs84_bounds is not None
+        ]
+        if boxes:
+            return _union(boxes)
+    session = getattr(source, "session", None)
+    if session is not None:  # ArcGIS, tiled or export
+        info = await session.service_info()
+        extent = info.get("fullExtent") or info.get("extent") or {}
+        crs = crs_from_wkid(wkid(extent.get("spatialReference") or {}))
+        corners = [extent.get(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+        if crs is not None and all(isinstance(v, int | float) for v in corners):
+            return _floats(transform_bounds(crs, "EPSG:4326", *corners, densify_pts=21))
+    return WORLD
+
+
+def check_aois_inside(aois: AOIs, bounds: tuple[float, float, float, float]) -> None:
+    """Refuse AOIs outside the server's ``bounds`` (:class:`InvalidAOI`, lat/lon swap hinted)."""
+    try:
+        check_inside(aois, bounds, "the server")
+    except AOIError as exc:
+        raise InvalidAOI(str(getattr(exc, "message", None) or exc), hint=exc.hint) from None
+
+
+def _floats(values: Any) -> tuple[float, float, float, float]:
+    west, south, east, north = (float(v) for v in values)
+    return west, south, east, north
+
+
+def _union(boxes: list[Any]) -> tuple[float, float, float, float]:
+    return (
+        min(float(b[0]) for b in boxes),
+        min(float(b[1]) for b in boxes),
+        max(float(b[2]) for b in boxes),
+        max(float(b[3]) for b in boxes),
+    )
 
 
 def crs_for(value: str | None, aois: AOIs) -> CRS:
@@ -76,8 +138,8 @@ def plan_answer(
     image: StreamingImage, grid: ImageGrid, aois: AOIs, resolution: float, max_cell_pixels: int
 ) -> dict[str, Any]:
     """The plan of ``image``: its grid, a full read's cost, and the download cells."""
-    full = image.window(0, 0, grid.width, grid.height)
-    estimate = image.estimate(full)
+    # The whole grid, not image.window(): an image may be larger than one read's budget.
+    estimate = image.estimate(grid.as_grid())
     parts = cells(grid, aois, max_cell_pixels)
     return {
         "crs": crs_text(grid.crs),

@@ -19,9 +19,11 @@ from proxy.images.ask import BBoxAsk, PreviewAsk, ReadAsk, TileAsk, WindowAsk
 from proxy.images.plan import (
     Planned,
     aois_of,
+    check_aois_inside,
     crs_for,
     plan_answer,
     plan_grid_for,
+    server_bounds,
     server_resolution,
 )
 from proxy.images.store import crs_text, image_crs, image_transform
@@ -49,10 +51,11 @@ class ImageService:
         """What importing ``ask`` over ``server`` would make (nothing stored or fetched)."""
         aois = aois_of(ask.aois)
         resolution = server_resolution(server, ask.resolution)
-        crs = crs_for(ask.crs, aois)
-        grid = plan_grid_for(aois, resolution, crs)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
+            check_aois_inside(aois, await server_bounds(source))
+        crs = crs_for(ask.crs, aois)
+        grid = plan_grid_for(aois, resolution, crs)
         image = self._image(source, grid, aois)
         cell_pixels = ask.max_cell_pixels or self.services.settings.max_cell_pixels
         answer = plan_answer(image, grid, aois, resolution, cell_pixels)

@@ -1,0 +1,328 @@
+"""Streaming image reads through the service's API against their limit and against GDAL.
+
+Run: python -m benchmarks.bench_reads [--repeat N]
+
+One run, one fake XYZ upstream on loopback (its own thread) answering every tile after
+50 ms with one of a few pre-encoded 256 px JPEG tiles of the ground truth. An image at
+native zoom 15 is imported; a 2048 x 2048 window that is not tile-aligned needs 9 x 9 = 81
+tiles. Measured (medians of ``--repeat``):
+
+- cold reads (tile cache emptied before each) with the server's ``max_concurrency`` 16
+  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` raised to the
+  server's cap (patched here: the service leaves it at its default of 8);
+- the warm read (every tile cached), against the in-process decode + mosaic of the same
+  81 tiles (``SourceReader`` over a dict: no network, no cache, no encode);
+- GDAL's WMS (TMS) driver reading the same window from the same upstream, with its
+  default ``MaxConnections`` and with 16: the anchor;
+- the limit ``ceil(81 / C) * 50 ms + decode`` (decode: the in-process row);
+- ``/health`` latencies while 8 cold reads of disjoint windows run (p50, p99, max);
+- the peak RSS of a fresh process before and after a cold 4096 x 4096 read (``--rss``, run
+  as a subprocess; the body is streamed and dropped by the client, so the growth is the
+  service's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import rasterio
+from aiohttp import web
+from rasterio.transform import Affine
+
+import proxy.services
+from proxy.app import create_app
+from proxy.config import load_settings
+from streaming import grid
+from streaming.mosaic import Grid
+from streaming.reader import ReadLimits, SourceReader
+from tests.groundtruth import write_ground_truth
+from tests.upstreams.render import GroundTruthRenderer
+
+from .reads_upstream import (
+    COLS,
+    RES,
+    ROWS,
+    STEP,
+    WINDOW,
+    ZOOM,
+    PoolTiles,
+    TileServer,
+    gdal_read,
+    gdal_xml,
+    image_aoi,
+    tile_pool,
+)
+
+LATENCY, BIG = 0.05, 4096
+API_KEY = "bench-key"
+DECODE = "in-process decode + mosaic of the 81 tiles (no network, no encode)"
+WARM = "warm read (81 tiles cached), NPY body"
+
+
+def ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+class Bench:
+    """The service and its HTTP client over one upstream; each method measures one thing."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, upstream: TileServer, repeat: int):
+        self.http, self.base, self.upstream, self.repeat = http, base, upstream, repeat
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        async with self.http.request(method, self.base + path, **kw) as resp:
+            assert resp.status < 300, await resp.text()
+            return await resp.json() if resp.content_type == "application/json" else None
+
+    async def read(self, image: dict[str, Any], k: int = 0, size: int = WINDOW) -> int:
+        """Window ``k`` of the image as NPY (156 px past a tile edge: 9 x 9 tiles).
+
+        The body is streamed and dropped, so the client holds none of it.
+        """
+        url = f"{self.base}/images/{image['id']}/window/{k % COLS * STEP},{k // COLS * STEP}"
+        async with self.http.get(f"{url},{size},{size}.npy") as resp:
+            assert resp.status == 200, await resp.text()
+            async for _ in resp.content.iter_chunked(1 << 20):
+                pass
+            return int(resp.headers["X-Upstream-Requests"])
+
+    async def image_over(self, concurrency: int, aoi: dict[str, Any]) -> dict[str, Any]:
+        """A server capped at ``concurrency`` and an image over ``aoi`` at zoom-15 pixels."""
+        server = {
+            "type": "xyz",
+            "name": f"c{concurrency}",
+            "url": self.upstream.template(),
+            "max_zoom": ZOOM,
+            "max_concurrency": concurrency,
+        }
+        created = await self.call("POST", "/servers", json=server)
+        lat = (aoi["coordinates"][0][0][1] + aoi["coordinates"][0][2][1]) / 2
+        body = {"server_id": created["id"], "name": "b", "aois": aoi}
+        body["resolution"] = RES * math.cos(math.radians(lat))  # the plan's own rule
+        return dict(await self.call("POST", "/imports", json=body))
+
+    async def timed(self, run: Callable[[], Awaitable[object]]) -> list[float]:
+        samples = []
+        for _ in range(self.repeat):
+            start = time.perf_counter()
+            await run()
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    async def cold(self, image: dict[str, Any]) -> float:
+        """Median of cold reads, the cache emptied before each; all 81 tiles fetched."""
+
+        async def run() -> None:
+            await self.call("DELETE", f"/servers/{image['server_id']}/cache")
+            self.upstream.reset()
+            start = time.perf_counter()
+            requests = await self.read(image)
+            samples.append(time.perf_counter() - start)
+            assert requests == self.upstream.hits == 81, (requests, self.upstream.hits)
+
+        samples: list[float] = []
+        await self.timed(run)
+        return ms(samples)
+
+    async def health_during_cold_reads(self, image: dict[str, Any]) -> list[float]:
+        """/health latencies, sorted, while 8 cold reads of disjoint windows run."""
+        await self.call("DELETE", f"/servers/{image['server_id']}/cache")
+        reads = asyncio.gather(*(self.read(image, k) for k in range(COLS * ROWS)))
+        health = []
+        while not reads.done():
+            start = time.perf_counter()
+            async with self.http.get(self.base + "/health") as resp:
+                await resp.read()
+            health.append(time.perf_counter() - start)
+            await asyncio.sleep(0.005)
+        await reads
+        return sorted(health)
+
+
+async def in_process(pool: list[bytes], window: Grid, repeat: int) -> float:
+    """Median seconds of decode + mosaic of the window's 81 tiles, in process."""
+    with ThreadPoolExecutor(4) as executor:
+        reader = SourceReader(PoolTiles(pool), executor, ReadLimits(max_requests=1024))
+        await reader.read(window)
+        samples = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            await reader.read(window)
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def raised_concurrency(real: Callable[[Any], ReadLimits]) -> Callable[[Any], ReadLimits]:
+    """``proxy.services.read_limits`` with a per-read cap of 128: the server's is the only one."""
+
+    def patched(settings: Any) -> ReadLimits:
+        limits = real(settings)
+        return ReadLimits(
+            max_pixels=limits.max_pixels,
+            max_requests=limits.max_requests,
+            max_image_pixels=limits.max_image_pixels,
+            concurrency=128,
+        )
+
+    return patched
+
+
+async def service(tmp: Path) -> tuple[web.AppRunner, str]:
+    settings = load_settings(
+        env={},
+        data_dir=tmp / "data",
+        api_keys=(API_KEY,),
+        allowed_networks=("127.0.0.0/8",),
+        max_read_requests=1024,
+    )
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
+async def bench(repeat: int, tmp: Path) -> dict[str, Any]:
+    """Every measurement of the module's docstring, as table rows."""
+    pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
+    upstream = TileServer(pool, LATENCY)
+    runner, base = await service(tmp)
+    rows: dict[str, Any] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}, connector=connector) as http:
+        b = Bench(http, base, upstream, repeat)
+        aoi = image_aoi()
+        images = {c: await b.image_over(c, aoi) for c in (16, 81)}
+        window = Grid(grid.WEB_MERCATOR_CRS, Affine(*images[16]["transform"][:6]), WINDOW, WINDOW)
+        decode = await in_process(pool, window, repeat)
+        rows[DECODE] = round(decode * 1000, 1)
+        for c, image in images.items():
+            await b.read(image)  # warm-up: connections, imports
+            rows[f"cold read, max_concurrency {c}, as shipped"] = await b.cold(image)
+            rows[f"  upstream requests in flight at most (C={c})"] = upstream.peak
+        real = proxy.services.read_limits
+        proxy.services.read_limits = raised_concurrency(real)  # type: ignore[assignment]
+        for c, image in images.items():
+            rows[f"cold read, max_concurrency {c}, ReadLimits.concurrency raised"] = await b.cold(
+                image
+            )
+            rows[f"  upstream requests in flight at most (C={c}, raised)"] = upstream.peak
+            rows[f"limit ceil(81/{c}) x 50 ms + decode"] = round(
+                (math.ceil(81 / c) * LATENCY + decode) * 1000, 1
+            )
+        proxy.services.read_limits = real  # type: ignore[assignment]
+        upstream.reset()
+        rows[WARM] = ms(await b.timed(lambda: b.read(images[16])))
+        assert upstream.hits == 0
+        loop = asyncio.get_running_loop()
+        for name, connections in (("default MaxConnections", None), ("MaxConnections 16", 16)):
+            xml = gdal_xml(upstream, connections)
+            upstream.reset()
+            gdal = await b.timed(lambda xml=xml: loop.run_in_executor(None, gdal_read, xml, window))
+            rows[f"GDAL WMS read, {name}"] = ms(gdal)
+            rows[f"  upstream requests per GDAL read, {name}"] = upstream.hits / repeat
+        health = await b.health_during_cold_reads(images[16])
+        p99 = health[min(len(health) - 1, math.ceil(0.99 * len(health)) - 1)]
+        rows["/health during 8 cold reads (C=16, as shipped): samples"] = len(health)
+        rows["/health p50 / p99 / max (ms)"] = " / ".join(
+            str(round(v * 1000, 1)) for v in (statistics.median(health), p99, health[-1])
+        )
+    await runner.cleanup()
+    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    return rows
+
+
+async def peak_rss(tmp: Path) -> dict[str, Any]:
+    """Peak RSS of this process before and after one cold 4096 x 4096 read (17 x 17 tiles).
+
+    Run in a fresh process (``--rss``); the kernel's high-water mark is reset after the
+    setup and one small read (imports, connections, threads all warm), so the peak is the
+    read's alone (Linux: ``/proc/self/clear_refs``).
+    """
+    pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
+    upstream = TileServer(pool, LATENCY)
+    runner, base = await service(tmp)
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as http:
+        b = Bench(http, base, upstream, 1)
+        image = await b.image_over(16, image_aoi())
+        await b.read(image, 0, 256)
+        before = status_mb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        await b.read(image, 1, BIG)
+        peak = status_mb("VmHWM")
+    await runner.cleanup()
+    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    return {
+        "RSS before / peak during a cold 4096x4096 NPY read, fresh process (MB)": (
+            f"{before:.0f} / {peak:.0f} (+{peak - before:.0f})"
+        )
+    }
+
+
+def status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def ratios(rows: dict[str, Any]) -> dict[str, float]:
+    """The ratios the issue's targets are stated in."""
+
+    def r(a: str, b: str) -> float:
+        return round(float(rows[a]) / float(rows[b]), 2)
+
+    decode = DECODE
+    out = {}
+    for c in (16, 81):
+        limit = f"limit ceil(81/{c}) x 50 ms + decode"
+        out[f"cold / limit, C={c}, as shipped"] = r(
+            f"cold read, max_concurrency {c}, as shipped", limit
+        )
+        out[f"cold / limit, C={c}, raised"] = r(
+            f"cold read, max_concurrency {c}, ReadLimits.concurrency raised", limit
+        )
+        out[f"GDAL default / cold, C={c}, as shipped"] = r(
+            "GDAL WMS read, default MaxConnections", f"cold read, max_concurrency {c}, as shipped"
+        )
+    out["warm / in-process decode + mosaic"] = r(WARM, decode)
+    return out
+
+
+def main(repeat: int, rss: bool) -> None:
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = asyncio.run(peak_rss(Path(tmp)) if rss else bench(repeat, Path(tmp)))
+    if not rss:
+        rows.update(ratios(rows))
+        print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(f"# {platform.platform()}, {rasterio.__gdal_version__ = }")
+        print(f"# load average before: {' '.join(f'{v:.2f}' for v in load)}")
+    for key, value in rows.items():
+        print(f"| {key} | {value} |")
+    if not rss:  # the peak RSS in a fresh process, then the load after everything
+        subprocess.run([sys.executable, "-m", "benchmarks.bench_reads", "--rss"], check=True)
+        print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rss", action="store_true", help="only the peak RSS of a 4096² read")
+    args = parser.parse_args()
+    main(args.repeat, args.rss)
