@@ -127,6 +127,7 @@ class Bench:
         }
         for row in rows:  # not counted: fills every worker's memory tier, warms connections
             if not row.cold:
+                print("warming", row.name, flush=True)
                 wrk(
                     row.url,
                     scripts[row.name],

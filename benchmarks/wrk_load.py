@@ -15,6 +15,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -143,20 +144,29 @@ class Run:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        return float("nan")
+    return float(found.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[found.group(2)]
 
 
 def wrk(url: str, script: Path, args: argparse.Namespace) -> Run:
+    """One wrk run; a report that cannot be read is printed and counts as NaN."""
     load0 = os.getloadavg()[0]
     cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     cmd += ["-H", f"X-API-Key: {KEY}", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=NO_PROXY).stdout
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=NO_PROXY, timeout=args.duration + 60
+    )
+    out = done.stdout
     load = (load0 + os.getloadavg()[0]) / 2
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"\n\s+99%\s+(\S+)", out)
+    if done.returncode or rps is None or p99 is None:
+        print(f"unreadable wrk report for {url}:\n{out}{done.stderr}", file=sys.stderr, flush=True)
+        return Run(float("nan"), float("nan"), -1, load)
     errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout):? (\d+)", out))
-    return Run(rps, p99, errors, load)
+    return Run(float(rps.group(1)), _ms(p99.group(1)), errors, load)
 
 
 def hits_script(folder: Path, name: str, template: str) -> Path:
