@@ -2,6 +2,11 @@
 
 aiohttp's default format logs the request line (``%r``) with its query, and map clients
 send ``?token=`` with every tile. ``serve`` uses this logger instead.
+
+Tiles answered from the cache (``X-Cache: HIT``, 200 or 304) are logged at DEBUG: a map
+pans through hundreds of them a second, and one INFO line each cost a quarter to half of
+the hit throughput (benchmarks/RESULTS.md). Misses, stale answers and errors, which
+are what reaches or concerns the upstream, stay at INFO.
 """
 
 from __future__ import annotations
@@ -29,8 +34,14 @@ class RedactingAccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        """Write the line."""
-        self.logger.info(
+        """Write the line (cache hits of tiles only at DEBUG)."""
+        level = logging.INFO
+        if response.status in (200, 304) and response.headers.get("X-Cache") == "HIT":
+            if not self.logger.isEnabledFor(logging.DEBUG):
+                return
+            level = logging.DEBUG
+        self.logger.log(
+            level,
             '%s "%s %s" %s %s %.1fms',
             request.remote,
             request.method,
