@@ -22,7 +22,7 @@ from cachetools import LRUCache
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import ServerRecord
 from proxy.schemas import ServerBase
-from proxy.tiles.cached import CachedTileSource
+from proxy.tiles.cached import CachedBBoxSource, CachedTileSource
 from proxy.upstream.base import UpstreamContext
 from proxy.upstream.registry import open_source, parse_config
 from streaming.sources import Source, TileSource
@@ -57,9 +57,12 @@ class OpenSources:
             return opened.source
         config = parse_config(record.config)
         source = await open_source(config, self._ctx)
-        if self._cache is not None and isinstance(source, TileSource):
+        if self._cache is not None:
             fingerprint = self.fingerprint(config)
-            source = CachedTileSource(source, self._cache, fingerprint, config.cache_ttl)
+            if isinstance(source, TileSource):
+                source = CachedTileSource(source, self._cache, fingerprint, config.cache_ttl)
+            else:
+                source = CachedBBoxSource(source, self._cache, fingerprint, config.cache_ttl)
         self._opened[record.id] = _Opened(record.updated_at, record.config, source)
         return source
 

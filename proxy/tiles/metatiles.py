@@ -162,6 +162,8 @@ class Metatiles:
         self, source: BBoxSource, fingerprint: str, namespace: str, ttl: float, meta: Metatile
     ) -> dict[tuple[int, int], bytes | None]:
         self.fetches += 1
+        # The tiles cut below are what is cached: not the metatile image as well.
+        source = getattr(source, "inner", source)
         read = await SourceReader(source, self.executor, self.limits).read(meta.grid)
         loop = asyncio.get_running_loop()
         tiles = await loop.run_in_executor(self.executor, cut_tiles, read.rgba, meta)

@@ -140,13 +140,6 @@ async def import_over(api, source, crs_name: str) -> tuple[dict[str, Any], CRS]:
     return image, UTM_32N if crs_name == "utm" else CRS.from_epsg(3857)
 
 
-# Bbox sources (WMS GetMap, ArcGIS exportImage) are read straight from the upstream by
-# streaming images: no cache sits between SourceReader and BBoxSource.fetch_bbox yet.
-UNCACHED = pytest.mark.xfail(
-    strict=True, reason="image reads of bbox sources bypass the tile cache (issue 7)"
-)
-
-
 @pytest.mark.parametrize("crs_name", ["EPSG:3857", "utm"])
 async def test_reads_land_on_the_ground_truth_masked(api, source, ground_truth, crs_name):
     name, app, _, count = source
@@ -194,14 +187,7 @@ async def test_reads_land_on_the_ground_truth_masked(api, source, ground_truth, 
     assert_pixels_match(rgba, expected(ground_truth, Grid(crs, window, size, size)))
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        pytest.param(name, marks=UNCACHED if name.startswith(("wms", "arcgis-export")) else ())
-        for name in SOURCES
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("source", SOURCES, indirect=True)
 async def test_a_second_read_of_a_window_makes_no_upstream_request(api, source):
     name, app, _, count = source
     image, _ = await import_over(api, source, "EPSG:3857")
