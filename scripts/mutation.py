@@ -392,7 +392,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     parser.add_argument("--json", type=Path, help="write every mutant's fate here")
     parser.add_argument(
-        "--rerun", type=Path, help="run only the survivors recorded in this --json file"
+        "--rerun", type=Path, help="run only the survivors (and timeouts) of this --json file"
     )
     opts = parser.parse_args()
     targets = [t for t in TARGETS if not opts.target or t.path in opts.target]
@@ -425,8 +425,11 @@ def main() -> None:
 
 
 def _survivors(path: Path) -> set[str]:
+    """Labels of the survivors of a run, and of its timeouts: on a loaded machine a slow
+    passing run times out too, so a timeout settles nothing until it is run again."""
     rows = json.loads(path.read_text())["mutants"]
-    return {_label(Mutant(**r, source="")) for r in rows if r["status"] == "survived"}
+    unsettled = ("survived", "timeout")
+    return {_label(Mutant(**r, source="")) for r in rows if r["status"] in unsettled}
 
 
 def _report(mutants: list[Mutant], seconds: float, out: Path | None) -> None:

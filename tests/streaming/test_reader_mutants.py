@@ -38,12 +38,15 @@ def _by_hand(shape: tuple[int, int], placed: list[tuple[np.ndarray, int, int]]) 
 
 
 def test_pieces_land_at_their_offsets_clipped_to_the_canvas():
-    # A 10 x 8 canvas; 4 x 3 pieces inside, across each edge, and wholly outside.
+    # A 10 x 8 canvas; 4 x 3 pieces inside, across each edge, and wholly outside; one
+    # 2 x 6 piece taller than wide (its size check must not take its width for height).
     grid = Grid(MERCATOR, Affine(10.0, 0, 0.0, 0, -10.0, 80.0), 10, 8)
     offsets = [(1, 1), (-2, 4), (8, -1), (7, 6), (-4, -3), (10, 2), (3, 8), (-5, 0), (0, -9)]
     placed = [(_image(k, 4, 3), col, row) for k, (col, row) in enumerate(offsets)]
+    placed.append((_image(99, 2, 6), 5, 2))
     pieces = [
-        Piece(encode_png(im), col, row, 4, 3, f"p{k}") for k, (im, col, row) in enumerate(placed)
+        Piece(encode_png(im), col, row, im.shape[2], im.shape[1], f"p{k}")
+        for k, (im, col, row) in enumerate(placed)
     ]
     pieces.append(Piece(None, 5, 1, 4, 3, "nothing there"))
     result = compose(pieces, grid, grid, max_pixels=10**6)
