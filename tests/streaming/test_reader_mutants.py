@@ -7,15 +7,31 @@ docs/testing.md for the mutants these kill.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import morecantile
 import numpy as np
+import pytest
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
 from streaming.encode import encode_png
 from streaming.mosaic import Grid, Piece, compose
+from streaming.reader import SourceReader
+from streaming.sources import FetchedImage
+from streaming.types import BBox, TileIndex
+from tests.groundtruth import (
+    CENTER_LAT,
+    CENTER_LON,
+    CENTER_X,
+    CENTER_Y,
+    assert_pixels_match,
+    expected,
+    preview_grid,
+)
 
-MERCATOR = CRS.from_epsg(3857)
+MERCATOR, WGS84 = CRS.from_epsg(3857), CRS.from_epsg(4326)
 
 
 def _image(seed: int, width: int, height: int) -> np.ndarray:
@@ -76,3 +92,147 @@ def test_warp_onto_a_grid_one_pixel_east():
     result = compose(pieces, canvas, output, max_pixels=10**6, resampling=Resampling.nearest)
     np.testing.assert_array_equal(result.rgba[:, :, :5], image[:, :, 1:])
     assert not result.rgba[:, :, 5].any()
+
+
+# A set of 512 x 256 px tiles (wider than tall) of 10 m cells in Web Mercator, its corner
+# of origin bottom-left 3 km south-west of the ground truth's centre, rows counting up.
+TILE_W, TILE_H, CELL = 512, 256, 10.0
+ORIGIN = (CENTER_X - 3000.0, CENTER_Y - 3000.0)
+
+
+def _wide_bottom_left_set() -> morecantile.TileMatrixSet:
+    matrix = {
+        "id": "0",
+        "scaleDenominator": CELL / 0.28e-3,
+        "cellSize": CELL,
+        "cornerOfOrigin": "bottomLeft",
+        "pointOfOrigin": list(ORIGIN),
+        "tileWidth": TILE_W,
+        "tileHeight": TILE_H,
+        "matrixWidth": 2,
+        "matrixHeight": 3,
+    }
+    crs = "http://www.opengis.net/def/crs/EPSG/0/3857"
+    return morecantile.TileMatrixSet.model_validate(
+        {"id": "WideBL", "crs": crs, "tileMatrices": [matrix]}
+    )
+
+
+class HandTiles:
+    """Tiles of the wide bottom-left set, rendered from the ground truth on grids by hand."""
+
+    def __init__(self, ground_truth: Path) -> None:
+        self.ground_truth, self.tms = ground_truth, _wide_bottom_left_set()
+        self.min_zoom = self.max_zoom = 0
+        self.fetched: list[tuple[int, int]] = []
+
+    async def fetch_tile(self, tile: TileIndex) -> FetchedImage | None:
+        assert tile.z == 0 and 0 <= tile.x < 2 and 0 <= tile.y < 3, tile
+        self.fetched.append((tile.x, tile.y))
+        left = ORIGIN[0] + tile.x * TILE_W * CELL
+        top = ORIGIN[1] + (tile.y + 1) * TILE_H * CELL  # row 0 is the southernmost
+        tile_grid = Grid(MERCATOR, Affine(CELL, 0, left, 0, -CELL, top), TILE_W, TILE_H)
+        rgb = expected(self.ground_truth, tile_grid)
+        alpha = np.full((1, TILE_H, TILE_W), 255, dtype=np.uint8)
+        return FetchedImage(encode_png(np.concatenate([rgb, alpha])), "image/png")
+
+
+async def test_wide_tiles_counted_up_from_a_bottom_left_origin(ground_truth):
+    # A tall window, 1000 m x 5000 m, from 500 m east and 200 m north of the origin: in
+    # column 0 (x 0..5120 m) and rows 0..2 (y 0..2560, ..5120, ..7680 m, counted up).
+    source = HandTiles(ground_truth)
+    left, bottom = CENTER_X - 2500.0, CENTER_Y - 2800.0
+    output = Grid(MERCATOR, Affine(10.0, 0, left, 0, -10.0, bottom + 5000.0), 100, 500)
+    result = await SourceReader(source).read(output, resampling=Resampling.nearest)
+    assert sorted(source.fetched) == [(0, 0), (0, 1), (0, 2)]
+    assert result.zoom == 0 and result.requests == 3
+    oracle = expected(ground_truth, output)
+    assert result.rgba[3].all()
+    # The output's pixels are the tiles' pixels: nearest on the same 10 m lattice.
+    np.testing.assert_array_equal(result.rgba[:3], oracle)
+
+
+class RecordingBBox:
+    """A bbox source that records each request and answers it from the ground truth."""
+
+    def __init__(self, ground_truth: Path, crs_list: list[CRS], max_size=(4096, 4096)):
+        self.ground_truth, self.crs_list, self.max_size = ground_truth, crs_list, max_size
+        self.requests: list[tuple[tuple[float, ...], CRS, int, int]] = []
+
+    async def fetch_bbox(self, bbox: BBox, crs: CRS, width: int, height: int) -> FetchedImage:
+        self.requests.append((tuple(bbox), crs, width, height))
+        left, bottom, right, top = bbox
+        res_x, res_y = (right - left) / width, (top - bottom) / height
+        part = Grid(crs, Affine(res_x, 0, left, 0, -res_y, top), width, height)
+        rgb = expected(self.ground_truth, part)
+        alpha = np.full((1, height, width), 255, dtype=np.uint8)
+        return FetchedImage(encode_png(np.concatenate([rgb, alpha])), "image/png")
+
+
+async def test_bbox_source_is_asked_in_the_output_crs_when_it_serves_it(ground_truth):
+    source = RecordingBBox(ground_truth, [WGS84, MERCATOR])
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=256)
+    result = await SourceReader(source).read(output)
+    res = output.transform.a
+    x0, y0 = output.transform.c, output.transform.f
+    ((bbox, crs, width, height),) = source.requests
+    assert (crs, width, height) == (MERCATOR, 256, 256)
+    assert bbox == pytest.approx((x0, y0 - 256 * res, x0 + 256 * res, y0), abs=1e-6)
+    assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=3)
+
+
+@pytest.mark.parametrize(
+    "flip",
+    [(1, -1), (1, 1), (-1, -1), (-1, 1)],
+    ids=["north-up", "south-up", "east-west", "both"],
+)
+async def test_outputs_flipped_on_either_axis_get_the_same_pixels(ground_truth, flip):
+    # The same 1000 m x 3000 m window, its rows or columns in reverse order: the same
+    # 10 m lattice, so nearest resampling gives the oracle's pixels exactly.
+    sx, sy = flip
+    left, bottom, right, top = (
+        CENTER_X - 2500.0,
+        CENTER_Y - 2800.0,
+        CENTER_X - 1500.0,
+        CENTER_Y + 200.0,
+    )
+    x0, y0 = (left if sx > 0 else right), (bottom if sy > 0 else top)
+    output = Grid(MERCATOR, Affine(sx * 10.0, 0, x0, 0, sy * 10.0, y0), 100, 300)
+    source = HandTiles(ground_truth)
+    result = await SourceReader(source).read(output, resampling=Resampling.nearest)
+    assert sorted(source.fetched) == [(0, 0), (0, 1)]  # y 200..3200 m above the origin
+    assert result.rgba[3].all()
+    np.testing.assert_array_equal(result.rgba[:3], expected(ground_truth, output))
+    # Split under a max size of 60 x 70 px: 2 x 5 parts of 50 x 60 px (500 m x 600 m),
+    # row by row from the top-left, whatever the output's orientation.
+    bboxes = RecordingBBox(ground_truth, [MERCATOR], max_size=(60, 70))
+    result = await SourceReader(bboxes).read(output, resampling=Resampling.nearest)
+    parts = [
+        ((left + 500 * i, top - 600 * (j + 1), left + 500 * (i + 1), top - 600 * j), 50, 60)
+        for j in range(5)
+        for i in range(2)
+    ]
+    assert [(b, w, h) for b, _, w, h in bboxes.requests] == [
+        (pytest.approx(b, abs=1e-6), w, h) for b, w, h in parts
+    ]
+    np.testing.assert_array_equal(result.rgba[:3], expected(ground_truth, output))
+
+
+async def test_a_request_in_a_rotated_crs_is_as_fine_as_the_output(ground_truth):
+    # UTM 31N's grid north turns about 2.6 deg from Mercator's at 6.63 E, 46.52 N, so
+    # the request's envelope is some 4% wider and taller than the output (200 x 120 px
+    # of 10 m on the ground): keeping the output's pixel count would make each request
+    # pixel ~4% coarser. UTM is within 0.1% of ground scale here: each request pixel
+    # must measure at most 10 m (and the output's 2000 m x 1200 m need >= 200 x 120).
+    utm = CRS.from_epsg(32631)
+    source = RecordingBBox(ground_truth, [utm])
+    output = preview_grid(CENTER_LAT, CENTER_LON, resolution=10.0, size=200)
+    output = Grid(output.crs, output.transform, 200, 120)
+    result = await SourceReader(source).read(output)
+    ((bbox, crs, width, height),) = source.requests
+    left, bottom, right, top = bbox
+    assert crs == utm
+    assert (right - left) / width <= 10.0 * 1.001
+    assert (top - bottom) / height <= 10.0 * 1.001
+    assert (right - left) / width >= 9.9 and (top - bottom) / height >= 9.9  # not finer
+    assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=6)
