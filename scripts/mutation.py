@@ -2,10 +2,12 @@
 
 Each mutant is one small change to one function of a target module (an operator swapped,
 a constant moved by one, a comparison flipped, two arguments or two coordinates swapped,
-a ``max``/``min``/``round``/``floor`` removed or swapped). It is written into a private
-copy of the tree (the working tree is never touched) and the module's own test selection
-runs against it with ``-x``: a failing or timed-out run kills the mutant, a passing run
-lets it survive. Survivors are printed with file, line, function and the change.
+a ``max``/``min``/``round``/``floor`` removed or swapped). The targets, their tests and
+the operators are in ``scripts/mutation_targets.py``. The mutated code is swapped into a
+fork of a process that imported the tests, or written into a private copy of the tree
+(the working tree is never touched), and the module's own test selection runs against it
+with ``-x``: a failing or timed-out run kills the mutant, a passing run lets it survive.
+Survivors are printed with file, line, function and the change.
 
     nice -n 10 python scripts/mutation.py              # every target, 2 workers
     python scripts/mutation.py --list                  # print the mutants, run nothing

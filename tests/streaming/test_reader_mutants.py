@@ -18,7 +18,7 @@ from rasterio.transform import Affine
 
 from streaming.encode import encode_png
 from streaming.mosaic import Grid, Piece, compose
-from streaming.reader import SourceReader
+from streaming.reader import SourceReader, split_request
 from streaming.sources import FetchedImage
 from streaming.types import BBox, TileIndex
 from tests.groundtruth import (
@@ -94,62 +94,75 @@ def test_warp_onto_a_grid_one_pixel_east():
     assert not result.rgba[:, :, 5].any()
 
 
-# A set of 512 x 256 px tiles (wider than tall) of 10 m cells in Web Mercator, its corner
-# of origin bottom-left 3 km south-west of the ground truth's centre, rows counting up.
-TILE_W, TILE_H, CELL = 512, 256, 10.0
+# Sets of non-square tiles (512 x 256 or 256 x 512 px) of 10 m cells in Web Mercator, their
+# corner of origin bottom-left 3 km south-west of the ground truth's centre, rows counting up.
+CELL = 10.0
 ORIGIN = (CENTER_X - 3000.0, CENTER_Y - 3000.0)
 
 
-def _wide_bottom_left_set() -> morecantile.TileMatrixSet:
+def _bottom_left_set(tile_w: int, tile_h: int) -> morecantile.TileMatrixSet:
     matrix = {
         "id": "0",
         "scaleDenominator": CELL / 0.28e-3,
         "cellSize": CELL,
         "cornerOfOrigin": "bottomLeft",
         "pointOfOrigin": list(ORIGIN),
-        "tileWidth": TILE_W,
-        "tileHeight": TILE_H,
+        "tileWidth": tile_w,
+        "tileHeight": tile_h,
         "matrixWidth": 2,
         "matrixHeight": 3,
     }
     crs = "http://www.opengis.net/def/crs/EPSG/0/3857"
     return morecantile.TileMatrixSet.model_validate(
-        {"id": "WideBL", "crs": crs, "tileMatrices": [matrix]}
+        {"id": f"BL{tile_w}x{tile_h}", "crs": crs, "tileMatrices": [matrix]}
     )
 
 
 class HandTiles:
-    """Tiles of the wide bottom-left set, rendered from the ground truth on grids by hand."""
+    """Tiles of a bottom-left set, rendered from the ground truth on grids by hand."""
 
-    def __init__(self, ground_truth: Path) -> None:
-        self.ground_truth, self.tms = ground_truth, _wide_bottom_left_set()
+    def __init__(self, ground_truth: Path, tile_w: int = 512, tile_h: int = 256) -> None:
+        self.ground_truth, self.tms = ground_truth, _bottom_left_set(tile_w, tile_h)
+        self.tile_w, self.tile_h = tile_w, tile_h
         self.min_zoom = self.max_zoom = 0
         self.fetched: list[tuple[int, int]] = []
 
     async def fetch_tile(self, tile: TileIndex) -> FetchedImage | None:
         assert tile.z == 0 and 0 <= tile.x < 2 and 0 <= tile.y < 3, tile
         self.fetched.append((tile.x, tile.y))
-        left = ORIGIN[0] + tile.x * TILE_W * CELL
-        top = ORIGIN[1] + (tile.y + 1) * TILE_H * CELL  # row 0 is the southernmost
-        tile_grid = Grid(MERCATOR, Affine(CELL, 0, left, 0, -CELL, top), TILE_W, TILE_H)
+        w, h = self.tile_w, self.tile_h
+        left = ORIGIN[0] + tile.x * w * CELL
+        top = ORIGIN[1] + (tile.y + 1) * h * CELL  # row 0 is the southernmost
+        tile_grid = Grid(MERCATOR, Affine(CELL, 0, left, 0, -CELL, top), w, h)
         rgb = expected(self.ground_truth, tile_grid)
-        alpha = np.full((1, TILE_H, TILE_W), 255, dtype=np.uint8)
+        alpha = np.full((1, h, w), 255, dtype=np.uint8)
         return FetchedImage(encode_png(np.concatenate([rgb, alpha])), "image/png")
 
 
-async def test_wide_tiles_counted_up_from_a_bottom_left_origin(ground_truth):
-    # A tall window, 1000 m x 5000 m, from 500 m east and 200 m north of the origin: in
-    # column 0 (x 0..5120 m) and rows 0..2 (y 0..2560, ..5120, ..7680 m, counted up).
-    source = HandTiles(ground_truth)
-    left, bottom = CENTER_X - 2500.0, CENTER_Y - 2800.0
+@pytest.mark.parametrize(
+    ("tile_w", "tile_h", "tiles"),
+    [
+        # Columns of 5120 m: column 0; rows of 2560 m: rows 0..2.
+        (512, 256, [(0, 0), (0, 1), (0, 2)]),
+        # Columns of 2560 m: columns 0..1; rows of 5120 m: rows 0..1.
+        (256, 512, [(0, 0), (0, 1), (1, 0), (1, 1)]),
+    ],
+)
+async def test_non_square_tiles_counted_up_from_a_bottom_left_origin(
+    ground_truth, tile_w, tile_h, tiles
+):
+    # A 1000 m x 5000 m window from 2000 m east and 200 m north of the origin: it
+    # reaches past the first 256 px of a tile on both axes, so a canvas sized with
+    # the tile's width for its height (or the reverse) would cut it.
+    source = HandTiles(ground_truth, tile_w, tile_h)
+    left, bottom = ORIGIN[0] + 2000.0, ORIGIN[1] + 200.0
     output = Grid(MERCATOR, Affine(10.0, 0, left, 0, -10.0, bottom + 5000.0), 100, 500)
     result = await SourceReader(source).read(output, resampling=Resampling.nearest)
-    assert sorted(source.fetched) == [(0, 0), (0, 1), (0, 2)]
-    assert result.zoom == 0 and result.requests == 3
-    oracle = expected(ground_truth, output)
+    assert sorted(source.fetched) == tiles
+    assert result.zoom == 0 and result.requests == len(tiles)
     assert result.rgba[3].all()
     # The output's pixels are the tiles' pixels: nearest on the same 10 m lattice.
-    np.testing.assert_array_equal(result.rgba[:3], oracle)
+    np.testing.assert_array_equal(result.rgba[:3], expected(ground_truth, output))
 
 
 class RecordingBBox:
@@ -236,3 +249,10 @@ async def test_a_request_in_a_rotated_crs_is_as_fine_as_the_output(ground_truth)
     assert (top - bottom) / height <= 10.0 * 1.001
     assert (right - left) / width >= 9.9 and (top - bottom) / height >= 9.9  # not finer
     assert_pixels_match(result.rgba, expected(ground_truth, output), tolerance=6)
+
+
+def test_split_rows_cut_on_rounded_thirds():
+    # 1000 rows under a max of 400: 3 bands cut at 333.3 -> 333 and 666.7 -> 667.
+    parts = split_request(300, 1000, 200, 400)
+    assert [(row, h) for col, row, _, h in parts if col == 0] == [(0, 333), (333, 334), (667, 333)]
+    assert [(col, w) for col, row, w, _ in parts if row == 0] == [(0, 150), (150, 150)]
