@@ -2,10 +2,12 @@
 
 Each mutant is one small change to one function of a target module (an operator swapped,
 a constant moved by one, a comparison flipped, two arguments or two coordinates swapped,
-a ``max``/``min``/``round``/``floor`` removed or swapped). It is written into a private
-copy of the tree (the working tree is never touched) and the module's own test selection
-runs against it with ``-x``: a failing or timed-out run kills the mutant, a passing run
-lets it survive. Survivors are printed with file, line, function and the change.
+a ``max``/``min``/``round``/``floor`` removed or swapped). The targets, their tests and
+the operators are in ``scripts/mutation_targets.py``. The mutated code is swapped into a
+fork of a process that imported the tests, or written into a private copy of the tree
+(the working tree is never touched), and the module's own test selection runs against it
+with ``-x``: a failing or timed-out run kills the mutant, a passing run lets it survive.
+Survivors are printed with file, line, function and the change.
 
     nice -n 10 python scripts/mutation.py              # every target, 2 workers
     python scripts/mutation.py --list                  # print the mutants, run nothing
@@ -39,182 +41,19 @@ from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
 import pytest
+from mutation_targets import (
+    BINOPS,
+    CALL_SWAPS,
+    COMPARES,
+    MUTANT_TESTS,
+    NUMERIC,
+    SWAPS,
+    TARGETS,
+    Target,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("proxy", "streaming", "tests", "pyproject.toml")
-STREAMING = ("tests/streaming/test_grid.py", "tests/streaming/test_tms_shapes.py")
-READER = ("tests/streaming/test_reader.py", *STREAMING)
-MUTANT_TESTS = (
-    "tests/streaming/test_grid_mutants.py",
-    "tests/streaming/test_reader_mutants.py",
-    "tests/proxy/test_adapter_arithmetic.py",
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A module, the functions of it to mutate (``<module>``: top-level constants), its tests."""
-
-    path: str
-    scopes: tuple[str, ...]
-    tests: tuple[str, ...]
-
-
-TARGETS = (
-    Target(
-        "streaming/grid.py",
-        (
-            "<module>",
-            "web_mercator_tms",
-            "mercator_resolution",
-            "ground_resolution",
-            "mercator_res_for_ground",
-            "matrix_resolution",
-            "zoom_for_resolution",
-            "tile_range",
-            "tiles_for_bbox",
-            "tile_transform",
-            "_origin_xy",
-            "point_grid",
-        ),
-        (*READER, "tests/proxy/test_probe_shapes.py", "tests/proxy/test_upstream_xyz.py"),
-    ),
-    Target(
-        "streaming/reader.py",
-        (
-            "SourceReader._read_tiles",
-            "SourceReader._read_bbox",
-            "split_request",
-            "_part_bbox",
-            "_bounds",
-            "_tile_piece",
-            "preview_grid",
-        ),
-        (
-            *READER,
-            "tests/proxy/test_probe_shapes.py",
-            "tests/proxy/test_upstream_wms.py",
-            "tests/proxy/test_upstream_arcgis.py",
-        ),
-    ),
-    Target(
-        "streaming/mosaic.py",
-        ("compose", "_paste", "warp"),
-        (*READER, "tests/proxy/test_upstream_wms.py"),
-    ),
-    Target(
-        "streaming/resample.py",
-        ("downsample_tiles", "crop_tile", "_sized"),
-        ("tests/proxy/test_upstream_arcgis.py",),
-    ),
-    Target(
-        "proxy/upstream/xyz.py",
-        ("quadkey", "tile_url", "XYZSource.fetch_tile"),
-        ("tests/proxy/test_upstream_xyz.py",),
-    ),
-    Target(
-        "proxy/upstream/wmts.py",
-        ("TileEndpoint.request", "WMTSSource.request_for", "_zoom_range"),
-        ("tests/proxy/test_upstream_wmts.py", "tests/streaming/test_tms_shapes.py"),
-    ),
-    Target(
-        "proxy/upstream/wms.py",
-        ("bbox_param", "WMSSource.getmap_params"),
-        ("tests/proxy/test_upstream_wms.py",),
-    ),
-    Target(
-        "proxy/upstream/arcgis.py",
-        (
-            "ArcGISTileSource.min_zoom",
-            "ArcGISTileSource.max_zoom",
-            "ArcGISTileSource.fetch_tile",
-            "ArcGISTileSource._fetch",
-            "ArcGISTileSource._from_other_level",
-            "ArcGISExportSource.params",
-        ),
-        ("tests/proxy/test_upstream_arcgis.py",),
-    ),
-    Target(
-        "proxy/upstream/crs.py",
-        (
-            "rasterio_crs",
-            "northing_first",
-            "crs_from_identifier",
-            "crs_from_wkid",
-            "meters_per_unit",
-            "axis_inverted",
-            "corner_in_axis_order",
-        ),
-        (
-            "tests/proxy/test_upstream_crs.py",
-            "tests/proxy/test_upstream_wms.py",
-            "tests/proxy/test_upstream_wmts.py",
-            "tests/streaming/test_tms_shapes.py",
-        ),
-    ),
-)
-
-BINOPS: dict[type[ast.operator], tuple[type[ast.operator], ...]] = {
-    ast.Add: (ast.Sub,),
-    ast.Sub: (ast.Add,),
-    ast.Mult: (ast.Div,),
-    ast.Div: (ast.Mult,),
-    ast.FloorDiv: (ast.Mult,),
-    ast.Mod: (ast.FloorDiv,),
-    ast.Pow: (ast.Mult,),
-    ast.LShift: (ast.RShift,),
-    ast.RShift: (ast.LShift,),
-    ast.BitAnd: (ast.BitOr,),
-    ast.BitOr: (ast.BitAnd,),
-}
-COMPARES: dict[type[ast.cmpop], type[ast.cmpop]] = {
-    ast.Lt: ast.LtE,
-    ast.LtE: ast.Lt,
-    ast.Gt: ast.GtE,
-    ast.GtE: ast.Gt,
-    ast.Eq: ast.NotEq,
-    ast.NotEq: ast.Eq,
-    ast.In: ast.NotIn,
-    ast.NotIn: ast.In,
-    ast.Is: ast.IsNot,
-    ast.IsNot: ast.Is,
-}
-# Names (attributes, variables) that mean one of two axes, ends or sizes: swapping them
-# is the classic pixel bug.
-PAIRS = (
-    ("x", "y"),
-    ("left", "right"),
-    ("bottom", "top"),
-    ("left", "bottom"),
-    ("width", "height"),
-    ("tileWidth", "tileHeight"),
-    ("matrixWidth", "matrixHeight"),
-    ("matrix_width", "matrix_height"),
-    ("col", "row"),
-    ("cols", "rows"),
-    ("col0", "col1"),
-    ("row0", "row1"),
-    ("col_off", "row_off"),
-    ("r0", "r1"),
-    ("c0", "c1"),
-    ("i", "j"),
-    ("a", "b"),
-    ("a", "e"),
-    ("c", "f"),
-    ("start", "stop"),
-    ("first", "last"),
-    ("origin_x", "origin_y"),
-    ("span_x", "span_y"),
-    ("min_zoom", "max_zoom"),
-    ("xs", "ys"),
-    ("nx", "ny"),
-)
-SWAPS: dict[str, set[str]] = {}
-for _one, _other in PAIRS:
-    SWAPS.setdefault(_one, set()).add(_other)
-    SWAPS.setdefault(_other, set()).add(_one)
-NUMERIC = (ast.Name, ast.Attribute, ast.BinOp, ast.UnaryOp, ast.Subscript)
-CALL_SWAPS = {"max": "min", "min": "max", "floor": "ceil", "ceil": "floor", "round": "int"}
 
 
 @dataclass
@@ -555,7 +394,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     parser.add_argument("--json", type=Path, help="write every mutant's fate here")
     parser.add_argument(
-        "--rerun", type=Path, help="run only the survivors recorded in this --json file"
+        "--rerun", type=Path, help="run only the survivors (and timeouts) of this --json file"
     )
     opts = parser.parse_args()
     targets = [t for t in TARGETS if not opts.target or t.path in opts.target]
@@ -588,8 +427,11 @@ def main() -> None:
 
 
 def _survivors(path: Path) -> set[str]:
+    """Labels of the survivors of a run, and of its timeouts: on a loaded machine a slow
+    passing run times out too, so a timeout settles nothing until it is run again."""
     rows = json.loads(path.read_text())["mutants"]
-    return {_label(Mutant(**r, source="")) for r in rows if r["status"] == "survived"}
+    unsettled = ("survived", "timeout")
+    return {_label(Mutant(**r, source="")) for r in rows if r["status"] in unsettled}
 
 
 def _report(mutants: list[Mutant], seconds: float, out: Path | None) -> None:

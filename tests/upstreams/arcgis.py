@@ -9,16 +9,17 @@ with the Referer the token was made for). Like ArcGIS, token errors are JSON wit
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import morecantile
 import orjson
 from aiohttp import web
 from rasterio.crs import CRS
 
-from streaming.grid import mercator_resolution, web_mercator_tms
 from tests.upstreams.render import GroundTruthRenderer
 
 USER, PASSWORD = "alice", "s3cret-Pa55"
@@ -64,6 +65,11 @@ class ArcGISState:
 STATE = web.AppKey("arcgis_state", ArcGISState)
 RENDERER = web.AppKey("arcgis_renderer", GroundTruthRenderer)
 PORTAL_TOKEN_PATH = "/portal/sharing/rest/generateToken"
+
+
+def mercator_resolution(z: int, size: int) -> float:
+    """Web Mercator metres per pixel of level ``z``: the equator (2 pi R) over its pixels."""
+    return 2 * math.pi * 6378137.0 / (size * 2**z)
 
 
 def mercator_tile_info(levels: range | list[int], size: int = 256, fmt: str = "PNG32") -> dict:
@@ -266,7 +272,8 @@ def _tile(renderer: GroundTruthRenderer, key: str, info: dict, operation: str) -
         return _error(404, "Tile not found", 404)
     size = tile_info["rows"]
     fmt = "jpeg" if tile_info["format"] == "JPEG" else "png"
-    data = renderer.tile(web_mercator_tms(size), col, row, level, size, fmt)
+    # morecantile's set, not the product's: a tile's ground is the same at any pixel size.
+    data = renderer.tile(morecantile.tms.get("WebMercatorQuad"), col, row, level, size, fmt)
     if data is None:
         return _error(404, "Tile not found", 404)
     return web.Response(body=data, content_type=f"image/{fmt}")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import morecantile
 import numpy as np
 from aiohttp import web
 
-from proxy.upstream.xyz import quadkey
 from streaming.encode import encode_png
-from streaming.grid import web_mercator_tms
 from streaming.types import TileIndex
 from tests.upstreams.render import MEDIA, GroundTruthRenderer
 
@@ -21,6 +20,7 @@ KEY = "sesame-0123"
 
 
 def tile_from_quadkey(key: str) -> TileIndex:
+    """Decode a Bing quadkey by hand: each digit is (x bit) + 2 * (y bit), coarsest first."""
     x = y = 0
     for digit in key:
         x, y = x * 2 + (int(digit) & 1), y * 2 + (int(digit) >> 1)
@@ -114,7 +114,9 @@ def xyz_app(
     ``/slow/{z}/{x}/{y}.png`` never answers (until the client gives up).
     """
     blank = encode_png(np.full((4, tile_size, tile_size), 200, dtype=np.uint8))
-    tms = web_mercator_tms(tile_size)
+    # morecantile's own set, not the product's: tile (x, y, z) covers the same ground at
+    # any tile size, only the pixel count differs (rendered at ``tile_size``).
+    tms = morecantile.tms.get("WebMercatorQuad")
 
     @web.middleware
     async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -169,4 +171,5 @@ def xyz_app(
     return app
 
 
-assert quadkey(tile_from_quadkey("0231")) == "0231"
+# Digits 0, 2, 3, 1: x bits 0 0 1 1 = 3, y bits 0 1 1 0 = 6 (checked by hand, not by the product).
+assert tile_from_quadkey("0231") == TileIndex(3, 6, 4)
