@@ -76,8 +76,13 @@ TARGETS = (
     ),
     Target(
         "proxy/upstream/xyz.py",
-        ("quadkey", "tile_url", "XYZSource.fetch_tile"),
+        ("tile_url", "XYZSource.url_for", "XYZSource.fetch_tile"),
         ("tests/proxy/test_upstream_xyz.py",),
+    ),
+    Target(  # quadkeys and {-y} rows, moved here from xyz.py
+        "proxy/upstream/templates.py",
+        ("quadkey", "fill"),
+        ("tests/proxy/test_upstream_xyz.py", "tests/proxy/test_pasted_urls.py"),
     ),
     Target(
         "proxy/upstream/wmts.py",
