@@ -50,9 +50,9 @@ async def test_health_answers_while_a_layer_with_6000_crs_is_tested(api, serve, 
     slow = [round(t * 1000) for t in ordered[-3:]]
     assert ordered[int(len(ordered) * 0.95)] < 0.1, f"the slowest /health took {slow} ms"
     # One answer may wait for C code that holds the GIL in a worker (expat screening
-    # 6,000 elements, GDAL's PNG encoder: up to ~300 ms on a loaded 2-core machine);
-    # parsing 6,000 CRSs on the loop, as before, stalled it for seconds.
-    assert ordered[-1] < 0.5, f"the slowest /health took {slow} ms"
+    # 6,000 elements: 300-600 ms on a loaded 2-core machine); parsing 6,000 CRSs on the
+    # loop, as before, stalled it for 15-24 s. The bound tells the two apart under load.
+    assert ordered[-1] < 2.0, f"the slowest /health took {slow} ms"
 
 
 async def test_crs_choice_among_6000_by_name(serve, renderer, upstream_ctx):
