@@ -258,3 +258,17 @@ async def test_arcgis_export_params_follow_the_service_kind(serve, renderer, ups
     params = mapserver.params(bbox, CRS.from_epsg(3857), 30, 20)
     assert (params["format"], params["transparent"]) == ("png32", "true")
     assert "interpolation" not in params
+
+
+def test_a_josm_zoom_offset_placeholder_shifts_only_the_level() -> None:
+    # {zoom+1} / {zoom-1} as JOSM writes them: the level sent is z +/- 1, columns and rows
+    # stay those of the tile (stored configs normalize them into zoom_offset; fill must
+    # still honour a template parsed as written).
+    from proxy.upstream import templates
+    from streaming.types import TileIndex
+
+    tile = TileIndex(33, 22, 6)
+    plus = templates.fill(templates.parse("http://h/{zoom+1}/{x}/{y}.png"), tile)
+    minus = templates.fill(templates.parse("http://h/{zoom-1}/{x}/{y}.png"), tile, zoom_offset=-1)
+    assert plus == "http://h/7/33/22.png"
+    assert minus == "http://h/4/33/22.png"
