@@ -233,16 +233,16 @@ async def test_invalid_level_400_past_the_last_level_is_like_a_404(api, serve, r
 
 
 def test_an_opaque_white_fill_around_the_point_is_not_data() -> None:
-    from proxy.probe import _data_at
+    from proxy.no_data import data_at
     from streaming.encode import encode_png
 
     rgba = np.full((4, 256, 256), 255, dtype=np.uint8)  # opaque white: the server's fill
     rgba[:3, :, :128] = np.random.default_rng(1).integers(0, 255, (3, 256, 128))  # data west
     png = encode_png(rgba)
-    assert _data_at(png, 1 << 20, (256, 256), (200, 100)) is False
-    assert _data_at(png, 1 << 20, (256, 256), (50, 100)) is True
+    assert data_at(png, 1 << 20, (256, 256), (200, 100)) is False
+    assert data_at(png, 1 << 20, (256, 256), (50, 100)) is True
     assert (
-        _data_at(encode_png(np.full((4, 256, 256), 255, np.uint8)), 1 << 20, (256, 256), (5, 5))
+        data_at(encode_png(np.full((4, 256, 256), 255, np.uint8)), 1 << 20, (256, 256), (5, 5))
         is None
     )
 
