@@ -144,6 +144,7 @@ STATUS: dict[type[Exception], int] = {
     se.SourceUnavailable: 503,
     se.SourceNotFound: 404,
     se.SourceUnsupported: 422,
+    se.SourceQuotaExceeded: 429,
 }
 
 
@@ -185,6 +186,7 @@ HINTS: dict[type[Exception], str] = {
     se.SourceUnavailable: "the server is down or unreachable; check the host and port",
     se.SourceNotFound: "the server has no data there; try another place or zoom",
     se.SourceUnsupported: "this upstream feature is not supported; choose another format or layer",
+    se.SourceQuotaExceeded: "raise the server's quota, or wait until it resets",
     se.SourceBadResponse: "the server answered something unexpected; check the URL and the "
     "layer, or try again",
     se.SourceError: "check the server's URL and that it answers",

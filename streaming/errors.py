@@ -163,3 +163,17 @@ class SourceWrongContentType(SourceBadResponse):
     """The upstream answered something that is not an image where an image was expected."""
 
     code = "upstream_wrong_content_type"
+
+
+class SourceQuotaExceeded(SourceError):
+    """A budget of the upstream's requests or bytes is spent: nothing was sent.
+
+    ``resets_at`` (Unix seconds) says when the quota admits requests again; a job waits
+    until then instead of failing.
+    """
+
+    code = "upstream_quota_exceeded"
+
+    def __init__(self, message: str, *, resets_at: float, hint: str | None = None, **extra: Any):
+        super().__init__(message, hint=hint, resets_at=resets_at, **extra)
+        self.resets_at = resets_at

@@ -1,0 +1,1 @@
+"""Long jobs (materialize, seed): cells claimed with a lease, run, and persisted."""
