@@ -10,8 +10,8 @@ from pydantic import TypeAdapter
 
 from proxy.api_models import ProbeAsk, ServerConfigBody
 from proxy.app import create_app
-from proxy.openapi import REF
 from proxy.console import CONSOLE_PREFIX
+from proxy.openapi import REF
 from proxy.routes import ROUTES
 from proxy.schemas import ArcGISConfig, WMSConfig, WMTSConfig, XYZConfig
 from proxy.upstream.registry import SOURCE_TYPES
