@@ -116,6 +116,12 @@ class CatalogUnavailable(ProxyError):
     code = "catalog_unavailable"
 
 
+class QuotaInsufficient(ProxyError):
+    """An import asked ``require_quota`` and would use more than the server's quota has left."""
+
+    code = "quota_insufficient"
+
+
 class StartupError(Exception):
     """The service cannot start (unusable key file, corrupt catalog); the message says why."""
 
@@ -132,6 +138,7 @@ STATUS: dict[type[Exception], int] = {
     ResolutionNotSupported: 422,
     NoData: 422,
     CatalogUnavailable: 503,
+    QuotaInsufficient: 409,
     se.InvalidRead: 400,
     se.ReadTooLarge: 413,
     se.ResolutionTooHigh: 409,
@@ -173,6 +180,8 @@ HINTS: dict[type[Exception], str] = {
     LevelsShifted: "set the server's zoom_offset as the message says",
     CatalogUnavailable: "the catalog file is read-only, full or damaged: check the data "
     "directory and its disk; stored data is kept",
+    QuotaInsufficient: "raise the server's quota, import a smaller area or a coarser "
+    "resolution, or wait until the quota resets",
     se.InvalidRead: "check the area, the size and the resolution of the read",
     se.ReadTooLarge: "read a smaller area or at a coarser resolution",
     se.ResolutionTooHigh: "read at a coarser resolution",

@@ -21,6 +21,7 @@ from cachetools import LRUCache
 
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import ServerRecord
+from proxy.quota.enforce import owned_by
 from proxy.schemas import ServerBase
 from proxy.tiles.cached import CachedBBoxSource, CachedTileSource
 from proxy.upstream.base import UpstreamContext
@@ -56,7 +57,8 @@ class OpenSources:
         ):
             return opened.source
         config = parse_config(record.config)
-        source = await open_source(config, self._ctx)
+        with owned_by(record.id):  # its connections count against the server's quota
+            source = await open_source(config, self._ctx)
         if self._cache is not None:
             fingerprint = self.fingerprint(config)
             if isinstance(source, TileSource):
