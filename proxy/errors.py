@@ -23,6 +23,8 @@ the class's MRO.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from streaming import errors as se
@@ -213,6 +215,13 @@ def hint_for(exc: BaseException) -> str:
         if cls in HINTS:
             return HINTS[cls]
     return INTERNAL_HINT
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """Headers of an error answer: ``Retry-After`` (seconds) when a quota says when to retry."""
+    if isinstance(exc, se.SourceQuotaExceeded):
+        return {"Retry-After": str(max(0, math.ceil(exc.resets_at - time.time())))}
+    return {}
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

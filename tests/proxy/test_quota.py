@@ -19,6 +19,8 @@ from tests.conftest import API_KEY
 from tests.groundtruth import CENTER_LAT, CENTER_LON, assert_pixels_match, expected
 from tests.proxy.image_helpers import AOI
 from tests.proxy.tile_helpers import add_server, centre_tile, decode, tile_grid
+from tests.upstreams.wms import REQUESTS as WMS_REQUESTS
+from tests.upstreams.wms import wms_app
 from tests.upstreams.xyz import PATHS, xyz_app
 
 RES = 4.777314267823516 * 0.6883  # about zoom-15 pixels on the ground
@@ -76,6 +78,7 @@ async def test_n_requests_pass_across_concurrent_tiles_and_reads_then_429(
         assert error["code"] == "upstream_quota_exceeded"
         assert error["resets_at"] == next_midnight()
         assert f"{n}/{n} requests" in error["message"] and "raise" in error["hint"]
+        assert 0 < int(refused.headers["Retry-After"]) <= 86_400
     usage = (await (await api.get(f"/servers/{sid}")).json())["usage"]
     assert usage["requests"] == {"used": n, "limit": n, "remaining": 0}
     assert usage["resets_at"] == next_midnight() and usage["bytes"]["used"] > 0
@@ -260,3 +263,21 @@ async def test_a_deleted_server_forgets_its_counters(api, upstream):
     assert len(await store.usage(sid, w)) == 1
     assert (await api.delete(f"/servers/{sid}")).status == 204
     assert await store.usage(sid, w) == []
+
+
+async def test_a_wms_server_counts_capabilities_and_getmaps_and_refuses_with_429(
+    api, serve, renderer
+):
+    app = wms_app(renderer, max_size=(2048, 2048))
+    base = await serve(app)
+    config = {"type": "wms", "url": base + "/wms", "crs": "EPSG:3857"}
+    sid = await add_server(api, {**config, "quota": {"requests": 2, "period": "day"}})
+    t = centre_tile(15)
+    first = await api.get(f"/servers/{sid}/tiles/15/{t.x}/{t.y}")  # capabilities + a metatile
+    assert first.status == 200, await first.text()
+    assert len(app[WMS_REQUESTS]) == 2
+    far = await api.get(f"/servers/{sid}/tiles/15/{t.x + 8}/{t.y + 8}")  # another metatile
+    assert far.status == 429, await far.text()
+    assert (await far.json())["error"]["code"] == "upstream_quota_exceeded"
+    assert (await api.get(f"/servers/{sid}/tiles/15/{t.x}/{t.y}")).headers["X-Cache"] == "HIT"
+    assert len(app[WMS_REQUESTS]) == 2
