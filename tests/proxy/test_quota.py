@@ -281,3 +281,21 @@ async def test_a_wms_server_counts_capabilities_and_getmaps_and_refuses_with_429
     assert (await far.json())["error"]["code"] == "upstream_quota_exceeded"
     assert (await api.get(f"/servers/{sid}/tiles/15/{t.x}/{t.y}")).headers["X-Cache"] == "HIT"
     assert len(app[WMS_REQUESTS]) == 2
+
+
+async def test_a_bytes_quota_counts_the_answers_and_refuses_once_reached(api, upstream):
+    app, base = upstream
+    paths = [f"/servers/{{sid}}/tiles/{z}/{x}/{y}" for z, x, y in tiles_around(15, 3)]
+    # the same tiles through another folder label: another fingerprint, nothing shared
+    probe_sid = await add_server(api, {"type": "xyz", "url": base + "/b/tiles/{z}/{x}/{y}.png"})
+    sizes = [len(await (await api.get(p.format(sid=probe_sid))).read()) for p in paths[:2]]
+    sid = await quota_server(api, base, bytes=sizes[0] + 1)  # reached by the first answer + 1
+    assert (await api.get(paths[0].format(sid=sid))).status == 200
+    usage = (await (await api.get(f"/servers/{sid}")).json())["usage"]
+    assert usage["bytes"] == {"used": sizes[0], "limit": sizes[0] + 1, "remaining": 1}
+    assert (await api.get(paths[1].format(sid=sid))).status == 200  # still under: admitted
+    refused = await api.get(paths[2].format(sid=sid))
+    assert refused.status == 429
+    error = (await refused.json())["error"]
+    assert f"{sum(sizes)}/{sizes[0] + 1} bytes" in error["message"]
+    assert len(app[PATHS]) == 4  # 2 for the server without a quota, 2 admitted
