@@ -16,6 +16,7 @@ from proxy.cli_images import add_commands as add_image_commands
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, StartupError, error_body
 from proxy.probe import ProbeRequest, probe_server
+from proxy.quota.cli import add_commands as add_quota_commands
 from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
 from proxy.upstream.detect import normalize
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--size", type=int, help="preview size in px (default from settings)")
     test.add_argument("--output", type=Path, default=Path("preview.png"), help="PNG to write")
     test.set_defaults(run=cmd_servers_test)
+    add_quota_commands(sub)
     add_image_commands(commands)
     return parser
 

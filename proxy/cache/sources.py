@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from proxy.cache.flight import SingleFlight
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import ServerRecord
+from proxy.quota.enforce import owned_by
 from proxy.schemas import ServerBase
 from proxy.tiles.cached import CachedBBoxSource, CachedTileSource
 from proxy.upstream.base import UpstreamContext
@@ -66,7 +67,8 @@ class OpenSources:
 
     async def _open(self, record: ServerRecord) -> Source:
         config = parse_config(record.config)
-        source = await open_source(config, self._ctx)
+        with owned_by(record.id):  # its connections count against the server's quota
+            source = await open_source(config, self._ctx)
         if self._cache is not None:
             fingerprint = self.fingerprint(config)
             if isinstance(source, TileSource):
