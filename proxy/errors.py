@@ -13,7 +13,8 @@ ProxyError
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
 ├── NoData              no data at that place at any probed zoom       422
-└── CatalogUnavailable  the catalog cannot be read or written          503
+├── CatalogUnavailable  the catalog cannot be read or written          503
+└── CacheUnavailable    the shared cache (Redis) failed a purge/stats  503
 
 StartupError (not a ProxyError): the service cannot start; one line says why.
 
@@ -116,6 +117,12 @@ class CatalogUnavailable(ProxyError):
     code = "catalog_unavailable"
 
 
+class CacheUnavailable(ProxyError):
+    """The shared cache tier failed a purge or a count (serving never raises this)."""
+
+    code = "cache_unavailable"
+
+
 class StartupError(Exception):
     """The service cannot start (unusable key file, corrupt catalog); the message says why."""
 
@@ -132,6 +139,7 @@ STATUS: dict[type[Exception], int] = {
     ResolutionNotSupported: 422,
     NoData: 422,
     CatalogUnavailable: 503,
+    CacheUnavailable: 503,
     se.InvalidRead: 400,
     se.ReadTooLarge: 413,
     se.ResolutionTooHigh: 409,
@@ -173,6 +181,8 @@ HINTS: dict[type[Exception], str] = {
     LevelsShifted: "set the server's zoom_offset as the message says",
     CatalogUnavailable: "the catalog file is read-only, full or damaged: check the data "
     "directory and its disk; stored data is kept",
+    CacheUnavailable: "Redis (the cache_url setting) is down or slow: tiles are still served; "
+    "try again once GET /ready reports the cache ok",
     se.InvalidRead: "check the area, the size and the resolution of the read",
     se.ReadTooLarge: "read a smaller area or at a coarser resolution",
     se.ResolutionTooHigh: "read at a coarser resolution",
