@@ -121,7 +121,7 @@ class Settings:
     redis_connect_timeout: float = attrs.field(default=0.1, converter=float)
     redis_bulk_timeout: float = attrs.field(default=2.0, converter=float)
     # Failures in a row that stop Redis commands, and the wait before one trial command.
-    redis_breaker_threshold: int = attrs.field(default=3, converter=int)
+    redis_breaker_threshold: int = attrs.field(default=5, converter=int)
     redis_breaker_cooldown: float = attrs.field(default=1.0, converter=float)
     # Lease of a cross-replica fetch lock (renewed while the fetch runs; a dead owner's
     # lock frees after it), and how long entries stay in Redis past their TTL for

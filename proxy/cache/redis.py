@@ -42,7 +42,6 @@ from redis.exceptions import RedisError
 
 from proxy.cache.disk import server_path
 from proxy.cache.entry import CacheEntry, decode, encode
-from proxy.cache.flight import SingleFlight
 from proxy.cache.scan import DiskStats
 from proxy.errors import CacheUnavailable
 from proxy.net.limits import CircuitBreaker
@@ -96,7 +95,7 @@ class RedisTier:
         connect_timeout: float = 0.1,
         bulk_timeout: float = 2.0,
         stale_grace: float = 86_400.0,
-        breaker_threshold: int = 3,
+        breaker_threshold: int = 5,
         breaker_cooldown: float = 1.0,
         max_connections: int = 32,
         observer: RedisObserver | None = None,
@@ -124,7 +123,7 @@ class RedisTier:
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown)
         self._degraded = False
         # Concurrent misses of one key (every request for a cold tile) share one GET.
-        self._reads: SingleFlight[str, CacheEntry | None] = SingleFlight()
+        self._reads: dict[str, asyncio.Future[CacheEntry | None]] = {}
 
     # -- one guarded command -------------------------------------------------------------
 
@@ -193,7 +192,20 @@ class RedisTier:
 
     async def read(self, key_id: str) -> CacheEntry | None:
         """The entry of ``key_id``; None when absent, damaged or when Redis fails."""
-        return await self._reads.run(key_id, partial(self._read, key_id))
+        pending = self._reads.get(key_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        # The first reader reads in its own task (no task per read on the hit path) and
+        # hands the answer to those who came meanwhile; if it is cancelled they see a miss.
+        shared: asyncio.Future[CacheEntry | None] = asyncio.get_running_loop().create_future()
+        self._reads[key_id] = shared
+        entry = None
+        try:
+            entry = await self._read(key_id)
+            return entry
+        finally:
+            del self._reads[key_id]
+            shared.set_result(entry)
 
     async def _read(self, key_id: str) -> CacheEntry | None:
         found = await self.call("get", lambda: self.client.get(self.key(key_id)))
