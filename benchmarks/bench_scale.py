@@ -28,6 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .wrk_load import (
     HIT_Z,
     KEY,
@@ -59,6 +61,8 @@ class Scale:
         self.work = work
         self.procs = Procs(work)
         self.rows: dict[str, list[Run]] = {}
+        # Redis errors and upstream requests during the measured runs, by row.
+        self.counts: dict[str, tuple[float, float]] = {}
 
     def run(self) -> None:
         tiles = self.work / "tiles"
@@ -85,11 +89,15 @@ class Scale:
                 warm = argparse.Namespace(**{**vars(self.args), "duration": 2})
                 for urls, scripts in group.values():
                     self.load(urls, scripts, warm)
+                before = {name: counters(urls) for name, (urls, _) in group.items()}
                 for _ in range(self.args.runs):
                     for name, (urls, scripts) in group.items():
                         run = self.load(urls, scripts, self.args)
                         self.rows.setdefault(name, []).append(run)
                         print(name, round(run.rps), run.p99_ms, run.errors, run.load, flush=True)
+                for name, (urls, _) in group.items():
+                    after = counters(urls)
+                    self.counts[name] = (after[0] - before[name][0], after[1] - before[name][1])
             finally:
                 replicas.stop()
 
@@ -147,11 +155,24 @@ class Scale:
         )
 
 
+def counters(urls: list[str]) -> tuple[float, float]:
+    """Redis errors and upstream requests so far, summed over the replicas."""
+    errors = upstream = 0.0
+    for url in urls:
+        for family in text_string_to_metric_families(http(url + "/metrics").decode()):
+            for sample in family.samples:
+                if sample.name == "imagery_proxy_cache_redis_errors_total":
+                    errors += sample.value
+                elif sample.name == "imagery_proxy_upstream_requests_total":
+                    upstream += sample.value
+    return errors, upstream
+
+
 def report(scale: Scale, args: argparse.Namespace) -> str:
     lines = [
         "| scenario | req/s (median, all replicas) | runs | worst p99 ms (median) | errors |"
-        " load avg |",
-        "|---|---|---|---|---|---|",
+        " Redis errors | upstream requests | load avg |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in scale.rows.items():
         rps = statistics.median(r.rps for r in runs)
@@ -159,7 +180,11 @@ def report(scale: Scale, args: argparse.Namespace) -> str:
         each = " / ".join(str(round(r.rps)) for r in runs)
         load = statistics.mean(r.load for r in runs)
         errors = sum(r.errors for r in runs)
-        lines.append(f"| {name} | {rps:.0f} | {each} | {p99:.2f} | {errors} | {load:.1f} |")
+        redis_errors, upstream = scale.counts.get(name, (float("nan"), float("nan")))
+        lines.append(
+            f"| {name} | {rps:.0f} | {each} | {p99:.2f} | {errors} | {redis_errors:.0f} "
+            f"| {upstream:.0f} | {load:.1f} |"
+        )
     lines.append("")
     lines.append(
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, {platform.platform()}, "

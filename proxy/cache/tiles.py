@@ -40,6 +40,7 @@ from proxy.cache.flight import FileLocks, SingleFlight
 from proxy.cache.memory import DEFAULT_MEMORY_BYTES, MemoryTier
 from proxy.cache.redis import RedisTier
 from proxy.cache.redis_locks import RedisLocks
+from proxy.cache.redis_purges import Purge, PurgeChannel
 from proxy.cache.scan import DiskStats
 from proxy.cache.types import (
     NEGATIVE,
@@ -134,6 +135,7 @@ class TileCache:
         self.disk = DiskTier(root, disk_bytes, executor=executor, clock=clock)
         self.shared = shared
         self.lower: LowerTier = self.disk if shared is None else shared
+        self.purges = None if shared is None else PurgeChannel(shared)
         self.negative_ttl = negative_ttl
         self._events: CacheEvents = events or NoEvents()
         self._clock = clock
@@ -147,10 +149,14 @@ class TileCache:
     async def start(self) -> None:
         """Create the folder and sweep the disk tier once (no disk under a shared tier)."""
         await (self.disk.start() if self.shared is None else self.shared.start())
+        if self.purges is not None:  # other replicas' purges reach this memory
+            self.purges.listen(lambda purge: self.memory.delete_where(purge.matches))
 
     async def close(self) -> None:
         """Wait for a running sweep (on shutdown; fetches in flight finish on their own)."""
         await self.disk.wait_sweep()
+        if self.purges is not None:
+            await self.purges.close()
         if self.shared is not None:
             await self.shared.close()
 
@@ -254,18 +260,12 @@ class TileCache:
         See :meth:`DiskTier.delete`; returns what was deleted from disk (or Redis).
         """
 
-        def match(key_id: str) -> bool:
-            _, fp, ns, z, x, y = key_id.split("/")
-            return (
-                fp == fingerprint
-                and (namespaces is None or ns in namespaces)
-                and (zooms is None or int(z) in zooms)
-                and (xs is None or int(x) in xs)
-                and (ys is None or int(y) in ys)
-            )
-
-        self.memory.delete_where(match)
-        return await self.lower.delete(fingerprint, zooms, xs, ys, namespaces)
+        purge = Purge.of(fingerprint, zooms, xs, ys, namespaces)
+        self.memory.delete_where(purge.matches)
+        gone = await self.lower.delete(fingerprint, zooms, xs, ys, namespaces)
+        if self.purges is not None:  # and from the other replicas' memory
+            await self.purges.publish(purge)
+        return gone
 
     async def stats(self, fingerprint: str) -> CacheStats:
         """One server's entries and bytes on disk (a scan in the executor) and in memory."""

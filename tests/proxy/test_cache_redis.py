@@ -24,6 +24,7 @@ import redis
 from proxy.cache.entry import encode
 from proxy.cache.redis import RedisTier
 from proxy.cache.redis_locks import RedisLocks
+from proxy.cache.redis_purges import Purge
 from proxy.cache.tiles import CacheKey, CacheStatus, Fresh, TileCache
 from proxy.errors import CacheUnavailable
 from streaming.errors import SourceUnavailable
@@ -336,3 +337,37 @@ async def test_a_prefix_with_glob_characters_scans_only_its_own_keys(redis_url, 
     assert (await plain.stats(FP)).entries == 1
     await odd.close()
     await plain.close()
+
+
+def test_a_purge_message_round_trips_and_matches_its_selection():
+    purge = Purge.of(FP, range(4, 6), range(10, 11), None, ["tile"])
+    again = Purge.decode(purge.encode())
+    assert again == purge
+    assert again.matches(CacheKey(FP, "tile", 5, 10, 12).id)
+    assert not again.matches(CacheKey(FP, "meta", 5, 10, 12).id)
+    assert not again.matches(CacheKey(FP, "tile", 6, 10, 12).id)
+    assert not again.matches(CacheKey(FP, "tile", 5, 11, 12).id)
+    assert not again.matches(CacheKey("cd" + "0" * 62, "tile", 5, 10, 12).id)
+    assert Purge.decode(b"not json") is None and Purge.decode(b'{"fp": 1}') is None
+
+
+async def test_a_purge_through_one_replica_empties_the_others_memory(replicas):
+    first, second, third = replicas
+    for cache in replicas:
+        await asyncio.wait_for(cache.purges.subscribed.wait(), 5)  # type: ignore[union-attr]
+    other = CacheKey(FP, "tile", 6, 1, 1)
+    for cache in replicas:
+        await cache.get_or_fetch(KEY, Upstream(), ttl=60)
+        await cache.get_or_fetch(other, Upstream(), ttl=60)
+        assert cache.memory.get(KEY.id) is not None
+    await third.delete(FP, zooms=range(KEY.z, KEY.z + 1))
+    for _ in range(100):
+        if first.memory.get(KEY.id) is None and second.memory.get(KEY.id) is None:
+            break
+        await asyncio.sleep(0.01)
+    for cache in replicas:
+        assert cache.memory.get(KEY.id) is None  # purged everywhere
+        assert cache.memory.get(other.id) is not None  # outside the purge: kept
+    upstream = Upstream()
+    assert (await first.get_or_fetch(KEY, upstream, ttl=60)).status == CacheStatus.MISS
+    assert upstream.calls == 1

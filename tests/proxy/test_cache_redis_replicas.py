@@ -166,8 +166,16 @@ async def test_three_replicas_share_one_fetch_and_each_others_tiles(
         # A purge through one replica reaches Redis, so every replica's stats.
         async with session.delete(f"{reps[2].url}/servers/{reps[2].server_id}/cache") as resp:
             assert resp.status == 200 and (await resp.json())["deleted_entries"] == 2
-        async with session.get(f"{reps[0].url}/servers/{reps[0].server_id}/cache") as resp:
-            assert (await resp.json())["entries"] == 0
+        for replica in reps:  # and, through the purge channel, every replica's memory
+            for _ in range(100):
+                async with session.get(f"{replica.url}/servers/{replica.server_id}/cache") as resp:
+                    stats = await resp.json()
+                if stats["memory_entries"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert (stats["entries"], stats["memory_entries"]) == (0, 0)
+        again = await get_all(session, [tile_path(reps[1], 15)])
+        assert again[0][2] == "MISS" and upstream_hits(app) == 3
 
 
 async def test_an_unreachable_redis_serves_every_tile_and_reports_degraded(
