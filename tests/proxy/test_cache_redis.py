@@ -65,12 +65,12 @@ def prefix(redis_url: str) -> Iterator[str]:
             client.unlink(key)
 
 
-def start_redis(port: int) -> subprocess.Popen[bytes]:
+def start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
     """A redis-server of our own on ``port``, without persistence, up and answering."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    cmd += ["--save", "", "--appendonly", "no"]
+    cmd += ["--save", "", "--appendonly", "no", *options]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not reachable(f"redis://127.0.0.1:{port}/0"):
@@ -371,3 +371,32 @@ async def test_a_purge_through_one_replica_empties_the_others_memory(replicas):
     upstream = Upstream()
     assert (await first.get_or_fetch(KEY, upstream, ttl=60)).status == CacheStatus.MISS
     assert upstream.calls == 1
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "allkeys-lru"])
+async def test_a_full_redis_is_a_miss_never_an_error(tmp_path, policy):
+    """Full and refusing writes (noeviction), or evicting: tiles are served either way."""
+    port = free_port()
+    proc = start_redis(port, "--maxmemory", "2mb", "--maxmemory-policy", policy)
+    observer = Observer()
+    url = f"redis://127.0.0.1:{port}/0"
+    cache = replica(tmp_path, url, "full:", observer=observer)
+    try:
+        big = Fresh(bytes(range(256)) * 400, "image/png")  # 100 KB: 2 MB holds ~20
+        results = [
+            await cache.get_or_fetch(CacheKey(FP, "tile", 9, x, 1), Upstream(big), ttl=60)
+            for x in range(60)
+        ]
+        assert all(r.entry is not None and r.entry.body == big.body for r in results)
+        stored = [
+            await cache.shared.read(CacheKey(FP, "tile", 9, x, 1).id)  # type: ignore[union-attr]
+            for x in range(60)
+        ]
+        kept = sum(1 for entry in stored if entry is not None)
+        assert 0 < kept < 60
+        if policy == "noeviction":
+            assert observer.errors["set"] > 0  # refused writes are counted
+    finally:
+        await cache.close()
+        proc.kill()
+        proc.wait()
