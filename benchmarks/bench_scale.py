@@ -10,7 +10,9 @@ starts on a free port, ``--save ""``: memory only, every replica on it) and ``di
 default local tier, each replica warmed on its own). Hit kinds: ``memory`` (the default
 LRU holds the 256 tiles: the tier below is idle) and ``tier`` (``cache_memory_bytes`` = 1:
 every hit reads Redis, or the replica's disk). The same 256 distinct ~20 KB JPEGs as
-benchmarks/bench_tiles.py, from the same aiohttp upstream (loopback, 50 ms delay).
+benchmarks/bench_tiles.py, from the same aiohttp upstream (loopback, 50 ms delay). The
+replicas' own counters give each row's Redis errors and upstream requests during its runs
+(a hit row should have none: an error there is a GET past ``redis_timeout``, served as a miss).
 """
 
 from __future__ import annotations

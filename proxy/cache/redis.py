@@ -8,9 +8,10 @@ With ``cache_url = "redis://host:port/db"`` the tiers are memory (per replica) o
   tiles on the others' disks until they expire;
 - replicas become stateless (a new one starts warm, a lost one loses nothing) and Redis
   bounds the whole cache with its own ``maxmemory`` policy and the entries' TTLs;
-- a memory miss then costs one Redis ``GET`` (~0.1-0.3 ms on a LAN) instead of a file
-  read (~50 µs): the hot set stays in the memory LRU, so the difference only shows on
-  its misses (benchmarks/RESULTS.md, "Scale-out: shared cache tier").
+- a memory miss then costs one Redis ``GET`` (measured ~155 µs more a request than a
+  local file read on loopback, mostly redis-py's own machinery): the hot set stays in the
+  memory LRU, so the difference only shows on its misses (benchmarks/RESULTS.md,
+  "Scale-out: shared cache tier").
 
 Values are the disk tier's entry files (:mod:`proxy.cache.entry`: header and body with
 their CRCs, so a damaged value is a miss), under ``prefix + key.id``, with a TTL of the

@@ -26,6 +26,7 @@ from proxy.cache.redis import RedisTier
 from proxy.cache.redis_locks import RedisLocks
 from proxy.cache.redis_purges import Purge
 from proxy.cache.tiles import CacheKey, CacheStatus, Fresh, TileCache
+from proxy.config import load_settings
 from proxy.errors import CacheUnavailable
 from streaming.errors import SourceUnavailable
 from tests.proxy.cache_helpers import FP, KEY, Clock, Events
@@ -400,3 +401,17 @@ async def test_a_full_redis_is_a_miss_never_an_error(tmp_path, policy):
         await cache.close()
         proc.kill()
         proc.wait()
+
+
+def test_cache_url_is_local_by_default_or_a_redis_url():
+    assert load_settings(env={}).cache_url == ""
+    env = {"IMAGERY_PROXY_CACHE_URL": "rediss://cache.internal:6380/2"}
+    assert load_settings(env=env).cache_url == "rediss://cache.internal:6380/2"
+    with pytest.raises(ValueError, match="cache_url"):
+        load_settings(env={}, cache_url="http://127.0.0.1:6379")
+
+
+async def test_ready_details_each_backend_on_the_local_cache(api):
+    resp = await api.get("/ready")
+    assert resp.status == 200
+    assert (await resp.json())["backends"] == {"catalog": "ok", "cache": "ok"}
