@@ -292,11 +292,24 @@ def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
 
 
 def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
-    outside = ~aoi_mask(aois, output)
-    if not rgba.flags.writeable:  # a resized read is a read-only view of its buffer
+    """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can."""
+    if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
         rgba = rgba.copy()
-    rgba[:, outside] = 0
+    if _inside_aois(aois, output):  # the common window: no mask to draw, nothing to zero
+        return rgba
+    rgba[:, ~aoi_mask(aois, output)] = 0
     return rgba
+
+
+def _inside_aois(aois: AOIs, output: Grid) -> bool:
+    """True when the whole of a north-up ``output`` lies inside the AOIs.
+
+    Every pixel centre is then an interior point of the AOIs, so :func:`aoi_mask` would be
+    all True: one polygon test instead of rasterizing the grid.
+    """
+    if output.transform.b or output.transform.d:
+        return False
+    return bool(shapely.covers(project(aois, output.crs), shapely.box(*grid_bounds(output))))
 
 
 def _bytes(pixels: int) -> int:

@@ -38,12 +38,13 @@ MEDIA_TYPES = {
 class Encoded:
     """Encoded bytes and their media type."""
 
-    body: bytes
+    body: bytes | memoryview  # NPY: a view of one buffer (see :func:`npy`)
     media_type: str
 
 
 def encode(rgba: RGBA, crs: CRS, transform: Affine, fmt: str) -> Encoded:
     """``rgba`` (4 x h x w uint8, alpha = mask) in ``fmt`` (one of :data:`MEDIA_TYPES`)."""
+    body: bytes | memoryview
     if fmt == "tif":
         body = geotiff(rgba, crs, transform)
     elif fmt == "npy":
@@ -80,11 +81,20 @@ def geotiff(rgba: RGBA, crs: CRS, transform: Affine) -> bytes:
         return bytes(memfile.read())
 
 
-def npy(rgba: RGBA) -> bytes:
-    """The NPY file of ``rgba`` (see the module's layout)."""
-    out = io.BytesIO()
-    np.save(out, np.ascontiguousarray(rgba, dtype=np.uint8), allow_pickle=False)
-    return out.getvalue()
+def npy(rgba: RGBA) -> memoryview:
+    """The NPY file of ``rgba`` (see the module's layout), as ``numpy.save`` writes it.
+
+    One buffer holds the header and the band-first pixels, copied once from the read's
+    (interleaved) buffer; the answer sends views of it (no ``BytesIO``, no ``getvalue``).
+    """
+    head = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": tuple(rgba.shape)}
+    np.lib.format.write_array_header_1_0(head, header)
+    start = head.tell()
+    body = np.empty(start + rgba.size, dtype=np.uint8)
+    body[:start] = np.frombuffer(head.getbuffer(), dtype=np.uint8)
+    np.copyto(body[start:].reshape(rgba.shape), rgba, casting="no")
+    return body.data  # a memoryview of the whole buffer
 
 
 def georef_headers(crs: CRS, transform: Affine) -> dict[str, str]:
