@@ -57,6 +57,7 @@ __all__ = [
 # Rough size of an encoded upstream image per pixel (aerial JPEG ~0.4, PNG ~1.5).
 ENCODED_BYTES_PER_PIXEL = 1.0
 SNAP_TOLERANCE = 1e-9  # in pixels
+MASK_BLOCK = 256  # px: the mask is drawn only in the blocks an AOI edge crosses
 
 
 @attrs.frozen
@@ -292,24 +293,44 @@ def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
 
 
 def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
-    """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can."""
+    """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can.
+
+    The mask is drawn (:func:`aoi_mask`) only in the blocks of :data:`MASK_BLOCK` px that
+    an AOI edge crosses: a block inside the AOIs keeps its pixels (each centre is an
+    interior point), a block clear of them is zeroed. A window inside an AOI draws nothing.
+    """
     if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
         rgba = rgba.copy()
-    if _inside_aois(aois, output):  # the common window: no mask to draw, nothing to zero
+    t = output.transform
+    if t.b or t.d:  # rotated: no blocks of the CRS's axes
+        rgba[:, ~aoi_mask(aois, output)] = 0
         return rgba
-    rgba[:, ~aoi_mask(aois, output)] = 0
+    area = project(aois, output.crs)
+    rows = range(0, output.height, MASK_BLOCK)
+    cols = range(0, output.width, MASK_BLOCK)
+    blocks = [
+        _block(output, r, c, min(MASK_BLOCK, output.height - r), min(MASK_BLOCK, output.width - c))
+        for r in rows
+        for c in cols
+    ]
+    boxes = shapely.box(*np.array([grid_bounds(b) for b in blocks]).T)
+    inside = shapely.covers(area, boxes)
+    touches = shapely.intersects(area, boxes)
+    for block, (r, c), whole, some in zip(
+        blocks, ((r, c) for r in rows for c in cols), inside, touches, strict=True
+    ):
+        if whole:
+            continue
+        part = rgba[:, r : r + block.height, c : c + block.width]
+        if not some:
+            part[...] = 0
+        else:
+            part[:, ~aoi_mask(aois, block)] = 0
     return rgba
 
 
-def _inside_aois(aois: AOIs, output: Grid) -> bool:
-    """True when the whole of a north-up ``output`` lies inside the AOIs.
-
-    Every pixel centre is then an interior point of the AOIs, so :func:`aoi_mask` would be
-    all True: one polygon test instead of rasterizing the grid.
-    """
-    if output.transform.b or output.transform.d:
-        return False
-    return bool(shapely.covers(project(aois, output.crs), shapely.box(*grid_bounds(output))))
+def _block(output: Grid, row: int, col: int, height: int, width: int) -> Grid:
+    return Grid(output.crs, output.transform * Affine.translation(col, row), width, height)
 
 
 def _bytes(pixels: int) -> int:

@@ -3,7 +3,8 @@
 - A resize that only crops (scale 1, whole-pixel offsets: a window at the image's own
   resolution) is a view of the canvas: compared with Pillow's own resize, every filter,
   opaque and translucent canvases.
-- A read lying inside the AOIs skips the mask: compared with rasterizing the AOIs.
+- The AOI mask, drawn only in the blocks an AOI edge crosses: compared with the mask
+  of the whole grid.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
 from streaming.aoi import parse_aois
-from streaming.image import _inside_aois, _masked, aoi_mask
-from streaming.layout import project
+from streaming.image import _masked, aoi_mask
 from streaming.mosaic import PIL_FILTERS, Grid, resize
 
 MERCATOR = CRS.from_epsg(3857)
@@ -85,36 +85,50 @@ def grid_at(lon: float, lat: float, size: int = 64, res: float = 10.0) -> Grid:
     return Grid(MERCATOR, Affine(res, 0, x, 0, -res, y), size, size)
 
 
+def full_mask(rgba: np.ndarray, output: Grid) -> np.ndarray:
+    """The mask drawn over the whole grid at once: the oracle."""
+    expected = rgba.copy()
+    expected[:, ~aoi_mask(AOIS, output)] = 0
+    return expected
+
+
 @pytest.mark.parametrize(
-    ("lon", "lat", "inside"),
+    ("lon", "lat", "size", "res"),
     [
-        (6.605, 46.535, True),  # in the ring
-        (6.5995, 46.535, False),  # across the west edge
-        (6.618, 46.525, False),  # reaches into the hole
-        (6.70, 46.60, False),  # outside
+        (6.605, 46.535, 64, 10.0),  # inside the ring: nothing drawn
+        (6.5995, 46.535, 64, 10.0),  # across the west edge
+        (6.618, 46.525, 64, 10.0),  # reaches into the hole
+        (6.70, 46.60, 64, 10.0),  # outside: all zeroed
+        (6.595, 46.545, 700, 4.0),  # the AOI's north-west corner and its hole, many blocks
+        (6.61, 46.53, 600, 1.7),  # the hole in the middle, edges crossing blocks
     ],
 )
-def test_the_mask_is_skipped_only_where_every_pixel_is_inside(lon, lat, inside):
-    output = grid_at(lon, lat)
-    mask = aoi_mask(AOIS, output)
-    assert _inside_aois(AOIS, output) is inside
-    assert bool(mask.all()) is inside and bool(mask.any()) is (lon < 6.7)
-    rgba = np.full((4, output.height, output.width), 200, dtype=np.uint8)
+def test_the_mask_drawn_by_blocks_is_the_mask_of_the_whole_grid(lon, lat, size, res):
+    output = grid_at(lon, lat, size, res)
+    output = Grid(output.crs, output.transform, size, size - 37)  # not square, ragged blocks
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(1, 256, (4, output.height, output.width), dtype=np.uint8)
+    expected = full_mask(rgba, output)
     rgba.flags.writeable = False  # as a resampled read comes
     masked = _masked(rgba, AOIS, output)
     assert masked.flags.writeable
-    np.testing.assert_array_equal(masked, np.where(mask, 200, 0)[None].repeat(4, 0))
+    np.testing.assert_array_equal(masked, expected)
 
 
-def test_a_rotated_grid_is_always_masked():
-    output = grid_at(6.605, 46.535)
+def test_a_window_inside_the_aoi_draws_no_mask(monkeypatch):
+    import streaming.image
+
+    def refuse(*args):
+        raise AssertionError("no mask to draw")
+
+    monkeypatch.setattr(streaming.image, "aoi_mask", refuse)
+    rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
+    assert _masked(rgba, AOIS, grid_at(6.605, 46.535)) is rgba
+    assert (rgba == 9).all()
+
+
+def test_a_rotated_grid_is_masked_whole():
+    output = grid_at(6.5995, 46.535)
     rotated = Grid(MERCATOR, output.transform * Affine.rotation(10), 64, 64)
-    assert shapely_covers(output) and not _inside_aois(AOIS, rotated)
-
-
-def shapely_covers(output: Grid) -> bool:
-    import shapely
-
-    left, top = output.transform * (0, 0)
-    right, bottom = output.transform * (output.width, output.height)
-    return bool(shapely.covers(project(AOIS, MERCATOR), shapely.box(left, bottom, right, top)))
+    rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
+    np.testing.assert_array_equal(_masked(rgba.copy(), AOIS, rotated), full_mask(rgba, rotated))
