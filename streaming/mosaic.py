@@ -75,36 +75,23 @@ def compose(
     resampling: Resampling = Resampling.bilinear,
 ) -> Composite:
     """Decode ``pieces`` into ``canvas`` and warp the canvas onto ``output``."""
-    pixels = blank_canvas(canvas)
+    pixels = np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8)
     missing = blank = 0
     for piece in pieces:
-        found = paste_piece(pixels, piece, max_pixels)
-        missing, blank = missing + (found is None), blank + bool(found)
+        if piece.data is None:
+            missing += 1
+            continue
+        expect = (piece.width * piece.reduce, piece.height * piece.reduce)
+        image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
+        if image.shape[:2] != (piece.height, piece.width):
+            raise SourceBadResponse(
+                f"{piece.label}: upstream image is {image.shape[1]}x{image.shape[0]} px "
+                f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
+                hint="check the configured tile size",
+            )
+        blank += is_blank(image.transpose(2, 0, 1))
+        _paste(pixels, image, piece.col_off, piece.row_off)
     return Composite(warp(pixels, canvas, output, resampling).transpose(2, 0, 1), missing, blank)
-
-
-def blank_canvas(canvas: Grid) -> Pixels:
-    """The transparent interleaved RGBA buffer of ``canvas``."""
-    return np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8)
-
-
-def paste_piece(pixels: Pixels, piece: Piece, max_pixels: int) -> bool | None:
-    """Decode ``piece`` into ``pixels``: None when it has no data, else whether it is blank.
-
-    Pieces of one canvas never overlap, so several threads may paste into it at once.
-    """
-    if piece.data is None:
-        return None
-    expect = (piece.width * piece.reduce, piece.height * piece.reduce)
-    image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
-    if image.shape[:2] != (piece.height, piece.width):
-        raise SourceBadResponse(
-            f"{piece.label}: upstream image is {image.shape[1]}x{image.shape[0]} px "
-            f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
-            hint="check the configured tile size",
-        )
-    _paste(pixels, image, piece.col_off, piece.row_off)
-    return bool(is_blank(image.transpose(2, 0, 1)))
 
 
 def _paste(canvas: Pixels, image: Pixels, col_off: int, row_off: int) -> None:

@@ -22,7 +22,7 @@ from streaming import grid
 from streaming.codecs import DEFAULT_MAX_IMAGE_PIXELS, REDUCE_FACTORS
 from streaming.decode import RGBA
 from streaming.errors import ReadTooLarge
-from streaming.mosaic import Composite, Grid, Piece, blank_canvas, compose, paste_piece, warp
+from streaming.mosaic import Composite, Grid, Piece, compose
 from streaming.sources import BBoxSource, FetchedImage, Source, TileSource
 from streaming.types import BBox, TileIndex
 
@@ -101,6 +101,7 @@ class SourceReader:
         if not tiles:  # the read lies outside the tile matrix: nothing to fetch
             return _empty(output, zoom)
         self._check_requests(len(tiles))
+        fetched = await self._gather([source.fetch_tile(t) for t in tiles])
         matrix = tms.matrix(zoom)
         cols, rows = grid.tile_range(tms, bbox, zoom)
         first = grid.tile_transform(tms, TileIndex(cols.start, rows.start, zoom))
@@ -108,61 +109,19 @@ class SourceReader:
         # With a bottom-left origin the first row is the southernmost: take the higher top.
         top = max(first.f, last.f)
         size = (matrix.tileWidth, matrix.tileHeight)
-
-        def canvas_at(reduce: int) -> Grid:
-            return Grid(
-                tms_crs,
-                from_origin(first.c, top, first.a * reduce, -first.e * reduce),
-                len(cols) * matrix.tileWidth // reduce,
-                len(rows) * matrix.tileHeight // reduce,
-            )
-
-        if reduce_factor(res / first.a, size, []) == 1:
-            # Full scale whatever the tiles are: each is decoded as soon as it arrives,
-            # while the others are still on their way.
-            canvas = canvas_at(1)
-            composite = await self._paste_as_fetched(source, tiles, canvas, output, resampling)
-            return _result(composite, output, zoom, len(tiles))
-        fetched = await self._gather([source.fetch_tile(t) for t in tiles])
         reduce = reduce_factor(res / first.a, size, fetched)
-        canvas = canvas_at(reduce)
+        canvas = Grid(
+            tms_crs,
+            from_origin(first.c, top, first.a * reduce, -first.e * reduce),
+            len(cols) * matrix.tileWidth // reduce,
+            len(rows) * matrix.tileHeight // reduce,
+        )
         pieces = [
             _tile_piece(tms, tile, image, canvas, reduce)
             for tile, image in zip(tiles, fetched, strict=True)
         ]
         composite = await self._compose(pieces, canvas, output, resampling)
         return _result(composite, output, zoom, len(tiles))
-
-    async def _paste_as_fetched(
-        self,
-        source: TileSource,
-        tiles: list[TileIndex],
-        canvas: Grid,
-        output: Grid,
-        resampling: Resampling,
-    ) -> Composite:
-        """Fetch ``tiles`` (bounded) and decode each into ``canvas`` in the executor on arrival.
-
-        Only the fetches hold the concurrency slots, so the decodes of early tiles overlap
-        the waits for later ones; the warp runs once all are in.
-        """
-        loop = asyncio.get_running_loop()
-        pixels = blank_canvas(canvas)
-        semaphore = asyncio.Semaphore(self.limits.concurrency)
-        limit = self.limits.max_image_pixels
-
-        async def one(tile: TileIndex) -> bool | None:
-            async with semaphore:
-                image = await source.fetch_tile(tile)
-            piece = _tile_piece(source.tms, tile, image, canvas, 1)
-            return await loop.run_in_executor(self.executor, paste_piece, pixels, piece, limit)
-
-        found = await self._gather([one(t) for t in tiles], bounded=False)
-        missing = sum(f is None for f in found)
-        blank = sum(bool(f) for f in found)
-        work = partial(warp, pixels, canvas, output, resampling)
-        warped = await loop.run_in_executor(self.executor, work)
-        return Composite(warped.transpose(2, 0, 1), missing, blank)
 
     async def _read_bbox(
         self, source: BBoxSource, output: Grid, resampling: Resampling
@@ -191,16 +150,15 @@ class SourceReader:
                 hint="read a smaller area or at a coarser resolution",
             )
 
-    async def _gather(self, calls: Sequence[Awaitable[T]], bounded: bool = True) -> list[T]:
-        """Await ``calls``, at most ``concurrency`` at once (unless they bound themselves);
-        the first error cancels the rest."""
+    async def _gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """Await ``calls``, at most ``concurrency`` at once; the first error cancels the rest."""
         semaphore = asyncio.Semaphore(self.limits.concurrency)
 
-        async def within(call: Awaitable[T]) -> T:
+        async def bounded(call: Awaitable[T]) -> T:
             async with semaphore:
                 return await call
 
-        tasks = [asyncio.ensure_future(within(c) if bounded else c) for c in calls]
+        tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
         try:
             return list(await asyncio.gather(*tasks))
         finally:
