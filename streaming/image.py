@@ -283,13 +283,7 @@ class StreamingImage:
 
 def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
     """True where a pixel's centre is inside an AOI (the AOIs projected into the grid CRS)."""
-    inside: np.ndarray = geometry_mask(
-        [project(aois, output.crs)],
-        out_shape=(output.height, output.width),
-        transform=output.transform,
-        invert=True,
-    )
-    return inside
+    return _inside(project(aois, output.crs), output)
 
 
 def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
@@ -322,11 +316,26 @@ def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
         if whole:
             continue
         part = rgba[:, r : r + block.height, c : c + block.width]
-        if not some:
+        edge = _polygons(shapely.clip_by_rect(area, *grid_bounds(block))) if some else None
+        if edge is None:
             part[...] = 0
-        else:
-            part[:, ~aoi_mask(aois, block)] = 0
+        else:  # the AOIs cut to the block: a few vertices to rasterize, not all of them
+            part[:, ~_inside(edge, block)] = 0
     return rgba
+
+
+def _polygons(geometry: object) -> object | None:
+    """The polygons of ``geometry`` (a clip may add lines or points), None if none."""
+    flat = shapely.get_parts(shapely.get_parts(geometry))  # collections, then multi-parts
+    parts = [p for p in flat if p.geom_type == "Polygon" and not p.is_empty]
+    return shapely.multipolygons(parts) if parts else None
+
+
+def _inside(geometry: object, output: Grid) -> np.ndarray:
+    inside: np.ndarray = geometry_mask(
+        [geometry], out_shape=(output.height, output.width), transform=output.transform, invert=True
+    )
+    return inside
 
 
 def _block(output: Grid, row: int, col: int, height: int, width: int) -> Grid:

@@ -132,3 +132,30 @@ def test_a_rotated_grid_is_masked_whole():
     rotated = Grid(MERCATOR, output.transform * Affine.rotation(10), 64, 64)
     rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
     np.testing.assert_array_equal(_masked(rgba.copy(), AOIS, rotated), full_mask(rgba, rotated))
+
+
+def test_only_the_polygons_of_a_clip_are_rasterized():
+    import shapely
+
+    from streaming.image import _polygons
+
+    mixed = shapely.GeometryCollection(
+        [
+            shapely.box(0, 0, 1, 1),
+            shapely.LineString([(2, 2), (3, 3)]),  # a clip along an edge leaves lines
+            shapely.MultiPolygon([shapely.box(5, 5, 6, 6), shapely.box(7, 7, 8, 8)]),
+            shapely.Point(9, 9),
+        ]
+    )
+    assert shapely.equals(
+        _polygons(mixed),
+        shapely.union_all(
+            [shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6), shapely.box(7, 7, 8, 8)]
+        ),
+    )
+    for nothing in (
+        shapely.Polygon(),
+        shapely.GeometryCollection(),
+        shapely.LineString([(0, 0), (1, 1)]),
+    ):
+        assert _polygons(nothing) is None
