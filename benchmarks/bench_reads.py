@@ -10,8 +10,8 @@ native zoom 15 is imported; a 2048 x 2048 window that is not tile-aligned needs 
 tiles. Measured (medians of ``--repeat``):
 
 - cold reads (tile cache emptied before each) with the server's ``max_concurrency`` 16
-  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` raised to the
-  server's cap (patched here: the service leaves it at its default of 8);
+  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` patched to 128
+  (the service already leaves the server's cap as the only one, so both should match);
 - the warm read (every tile cached), against the in-process decode + mosaic of the same
   81 tiles (``SourceReader`` over a dict: no network, no cache, no encode);
 - GDAL's WMS (TMS) driver reading the same window from the same upstream, with its
