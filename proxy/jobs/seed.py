@@ -129,7 +129,7 @@ def zoom_range(params: dict[str, Any], lo: int, hi: int) -> tuple[int, int]:
 
 def tile_span(z: int) -> float:
     """Metres a WebMercatorQuad tile spans at zoom ``z``."""
-    return 2 * HALF / 2**z
+    return float(2 * HALF / 2**z)
 
 
 def blocks(area: Any, z: int) -> list[tuple[int, int, int, int, int]]:
@@ -179,8 +179,8 @@ def too_many() -> InvalidInput:
 def tiles_in(area: Any, z: int, x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
     """The tiles (x, y) of the range whose square overlaps ``area`` (not just an edge)."""
     span = tile_span(z)
-    xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
-    xs, ys = xs.ravel(), ys.ravel()
+    gx, gy = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+    xs, ys = gx.ravel(), gy.ravel()
     boxes = shapely.box(
         -HALF + xs * span, HALF - (ys + 1) * span, -HALF + (xs + 1) * span, HALF - ys * span
     )
