@@ -199,3 +199,12 @@ async def test_bad_parameters_are_refused_when_planning(api, upstream, params, e
     image = await import_image(api, upstream[1])
     with pytest.raises(error):
         await MaterializeKind().plan(services, {"image_id": image["id"], **params})
+
+
+async def test_a_cell_of_an_image_deleted_since_the_plan_fails_with_the_reason(api, upstream):
+    _, base = upstream
+    services, params, cells = await planned(api, base)
+    resp = await api.delete(f"/images/{params['image_id']}")
+    assert resp.status < 300, await resp.text()
+    with pytest.raises(CellFailed, match="not_found"):
+        await MaterializeKind().run_cell(services, work(cells[0], params, JOB), lambda n: None)
