@@ -39,7 +39,7 @@ from proxy.metrics import server_scope
 from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.services import Services
 from streaming.cog import COMPRESSIONS, CogOptions, CogWindow, write_cog
-from streaming.errors import SourceError, SourceQuotaExceeded, StreamingError
+from streaming.errors import CodedError, SourceError, SourceQuotaExceeded, StreamingError
 from streaming.guard import ResolutionTooHigh, check_resolution
 from streaming.image import ImageGrid, StreamingImage, cells, ground_resolution
 
@@ -200,7 +200,7 @@ class MaterializeKind:
         try:
             image = await load_image(services, str(params.get("image_id", "")))
             server = await load_server(services, image)
-        except StreamingError as exc:  # deleted since the job was made
+        except CodedError as exc:  # deleted since the job was made (404, 410)
             raise CellFailed(f"{exc.code}: {exc.message}") from exc
         return image, server
 
