@@ -104,6 +104,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
         rate_max_wait=settings.upstream_timeout,
+        job_upstream_share=settings.job_upstream_share,
         fingerprints=Fingerprints(fingerprint_key),
     )
     # One cache under every source of a saved server; its events (metrics) are set later.

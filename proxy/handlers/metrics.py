@@ -16,6 +16,7 @@ async def metrics(request: web.Request) -> web.Response:
     """GET /metrics (API key needed unless the setting ``metrics_public`` is true)."""
     services = request.app[SERVICES]
     services.metrics.refresh()  # reads the cache tiers, which live in the loop
+    services.metrics.jobs.set_states(await services.catalog.jobs.count_by_state())
     loop = asyncio.get_running_loop()
     body = await loop.run_in_executor(services.executor, services.metrics.expose)
     # The content type carries a version parameter, which content_type= does not take.
