@@ -117,14 +117,17 @@ class Settings:
     job_upstream_share: float = attrs.field(
         default=0.5, converter=float, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
     )
-    outputs_dir: Path | None = attrs.field(
-        default=None, converter=attrs.converters.optional(Path)
-    )
+    outputs_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     job_lease_seconds: float = attrs.field(
         default=30.0, converter=float, validator=attrs.validators.gt(0)
     )
     job_heartbeat_seconds: float = attrs.field(
         default=10.0, converter=float, validator=attrs.validators.gt(0)
+    )
+    # How often a running cell checks it still holds its claim (a cancel from another
+    # process stops it within this), and an idle runner looks for work.
+    job_poll_seconds: float = attrs.field(
+        default=1.0, converter=float, validator=attrs.validators.gt(0)
     )
 
     @property

@@ -94,7 +94,6 @@ class ImageStore(Protocol):
         """Delete an image; ``False`` when there was none."""
 
 
-
 # ---- jobs and their cells (SPEC §6) --------------------------------------------------
 
 JobState = Literal["pending", "running", "paused", "done", "failed", "cancelled"]

@@ -205,10 +205,10 @@ class SQLiteJobStore:
             taken = db.execute(
                 "UPDATE jobs SET finisher = ?, finisher_until = ? WHERE id = ? "
                 "AND state IN ('pending', 'running', 'paused') "
-                "AND (finisher_until IS NULL OR finisher_until < ? OR finisher = ?) "
+                "AND (finisher_until IS NULL OR finisher_until < ?) "
                 "AND NOT EXISTS (SELECT 1 FROM cells c WHERE c.job_id = jobs.id "
                 "AND c.state IN ('pending', 'running'))",
-                (owner, at + lease_seconds, job_id, at, owner),
+                (owner, at + lease_seconds, job_id, at),
             ).rowcount
             return bool(taken)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.errors import Conflict, NotFound
+from proxy.errors import Conflict, NotAvailableYet, NotFound
 
 
 class JobNotFound(NotFound):
@@ -21,7 +21,7 @@ class JobFinished(Conflict):
     code = "job_finished"
 
 
-class UnknownJobKind(Conflict):
-    """A job of a kind this release does not run."""
+class UnknownJobKind(NotAvailableYet):
+    """A job of a kind this service does not run (422)."""
 
     code = "job_kind_unknown"

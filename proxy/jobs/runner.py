@@ -178,8 +178,8 @@ class JobRunner:
                     held = await cells.holds(*args)
             except CatalogUnavailable:
                 held = True  # keep working; the lease tells others if this lasts
-            if task.done():  # cancelled by cancel_local: the job was cancelled here
-                return False
+            if task.done():  # meanwhile: its outcome (the catalog fences a stale one)
+                return not task.cancelled()  # cancelled: by cancel_local, the job was
             if not held:
                 log.info("job %s cell %d: claim lost, cancelling", claim.job_id, claim.index)
                 task.cancel()

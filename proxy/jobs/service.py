@@ -27,9 +27,7 @@ class Jobs:
         self.kinds = dict(kinds)
         self.runner: JobRunner | None = None
 
-    def make_runner(
-        self, *, slots: int | None = None, job_id: str | None = None, poll: float = 1.0
-    ) -> JobRunner:
+    def make_runner(self, *, slots: int | None = None, job_id: str | None = None) -> JobRunner:
         """A runner of this process's kinds, with the settings' slots, lease and heartbeat."""
         settings = self.services.settings
         return JobRunner(
@@ -38,7 +36,7 @@ class Jobs:
             slots=settings.job_workers if slots is None else slots,
             lease=settings.job_lease_seconds,
             heartbeat=settings.job_heartbeat_seconds,
-            poll=poll,
+            poll=settings.job_poll_seconds,
             job_id=job_id,
         )
 
