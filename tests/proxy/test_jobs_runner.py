@@ -20,17 +20,16 @@ ENDED = ("done", "failed", "cancelled")
 
 
 def job_settings(tmp_path: Path, **extra: Any):
-    return load_settings(
-        env={},
-        data_dir=tmp_path / "data",
-        api_keys=(API_KEY,),
-        allowed_networks=("127.0.0.0/8",),
-        executor_workers=2,
-        job_workers=2,
-        job_poll_seconds=0.05,
-        upstream_retries=0,
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "api_keys": (API_KEY,),
+        "allowed_networks": ("127.0.0.0/8",),
+        "executor_workers": 2,
+        "job_workers": 2,
+        "job_poll_seconds": 0.05,
+        "upstream_retries": 0,
+    }
+    return load_settings(env={}, **{**values, **extra})
 
 
 @pytest.fixture
