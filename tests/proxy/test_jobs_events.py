@@ -115,7 +115,9 @@ async def test_map_clients_are_served_while_a_job_holds_its_share_of_the_server(
     assert job["state"] == "done" and upstream.max_gated_in_flight == 2
 
 
-async def test_metrics_count_jobs_by_state_cells_and_bytes(aiohttp_client, tmp_path, upstream, kind):
+async def test_metrics_count_jobs_by_state_cells_and_bytes(
+    aiohttp_client, tmp_path, upstream, kind
+):
     client = await aiohttp_client(
         create_app(job_settings(tmp_path), kinds={"tiles": kind}), headers={"X-API-Key": API_KEY}
     )
