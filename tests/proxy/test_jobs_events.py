@@ -11,7 +11,7 @@ import pytest
 from proxy.app import create_app
 from proxy.net.limits import job_slots
 from tests.conftest import API_KEY
-from tests.proxy.job_helpers import CENTER_TILE, TileFileKind, tiles_of_cell
+from tests.proxy.runner_helpers import CENTER_TILE, TileFileKind, tiles_of_cell
 from tests.proxy.test_jobs_runner import job_settings, start_job, upstream, wait_for
 
 __all__ = ["upstream"]  # the fixture

@@ -13,7 +13,7 @@ from proxy.app import create_app
 from proxy.config import load_settings
 from proxy.keys import JOBS
 from tests.conftest import API_KEY
-from tests.proxy.job_helpers import TileFileKind, TileUpstream, tiles_of_cell
+from tests.proxy.runner_helpers import TileFileKind, TileUpstream, tiles_of_cell
 from tests.proxy.tile_helpers import add_server
 
 ENDED = ("done", "failed", "cancelled")
