@@ -283,6 +283,12 @@ class CellStore(Protocol):
     async def of_job(self, job_id: str) -> list[CellRecord]:
         """The job's cells by index."""
 
+    async def running_owners(self) -> list[str]:
+        """The owners of running cells."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Give back every running cell of ``owner`` (known dead); how many."""
+
 
 class Database(Protocol):
     """The connection every store of one catalog shares."""

@@ -195,6 +195,29 @@ class SQLiteCellStore:
 
         return await self.database.run(select)
 
+    async def running_owners(self) -> list[str]:
+        """The owners of running cells."""
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT DISTINCT owner FROM cells WHERE state = 'running'")
+            return [str(row["owner"]) for row in rows if row["owner"]]
+
+        return await self.database.run(select)
+
+    async def release_owner(self, owner: str) -> int:
+        """Every running cell of ``owner`` back to pending."""
+
+        def release(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "UPDATE cells SET state = 'pending', owner = NULL, lease_until = NULL "
+                    "WHERE owner = ? AND state = 'running'",
+                    (owner,),
+                ).rowcount
+            )
+
+        return await self.database.run(lambda db: write(db, release))
+
 
 def _record(row: sqlite3.Row) -> CellRecord:
     return CellRecord(

@@ -39,6 +39,17 @@ def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cell_error(exc: BaseException) -> str:
     """The message a failed cell keeps (no stack trace ever reaches the API)."""
     if isinstance(exc, CellFailed):
@@ -77,9 +88,9 @@ class JobRunner:
         self._cells: dict[tuple[str, int], asyncio.Task[CellDone]] = {}
 
     def start(self) -> None:
-        """Start the slots."""
+        """Start the slots (the first one reclaims the cells of dead runners of this host)."""
         for n in range(self.slots):
-            self._tasks.append(asyncio.create_task(self._slot(), name=f"job-slot-{n}"))
+            self._tasks.append(asyncio.create_task(self._slot(n == 0), name=f"job-slot-{n}"))
 
     async def stop(self) -> None:
         """Stop the slots: running cells are cancelled and given back (pending)."""
@@ -98,8 +109,11 @@ class JobRunner:
             if job == job_id:
                 task.cancel()
 
-    async def _slot(self) -> None:
+    async def _slot(self, first: bool) -> None:
         kinds = list(self.kinds)
+        if first:
+            with contextlib.suppress(CatalogUnavailable):
+                await self.reclaim_dead()
         while True:
             self._wake.clear()
             try:
@@ -115,6 +129,22 @@ class JobRunner:
                 log.warning("job runner: %s", exc.message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def reclaim_dead(self) -> int:
+        """Give back the cells of runners of this host whose process is gone (SIGKILL...).
+
+        Their leases would expire anyway; this resumes them at once after a restart.
+        """
+        host, pid = self.owner.split(":")[:2]
+        released = 0
+        for owner in await self.services.catalog.cells.running_owners():
+            parts = owner.split(":")
+            if len(parts) == 3 and parts[0] == host and parts[1] != pid and parts[1].isdigit():
+                if not process_alive(int(parts[1])):
+                    released += await self.services.catalog.cells.release_owner(owner)
+        if released:
+            log.info("job runner: %d cells of dead runners of this host given back", released)
+        return released
 
     async def _run(self, claim: Claim) -> None:
         kind = self.kinds[claim.kind]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
@@ -278,3 +279,26 @@ async def test_the_jobs_step_migrates_a_file_of_the_images_schema(tmp_path):
         assert (await catalog.jobs.get(job.id)) == job
     finally:
         await catalog.close()
+
+
+async def test_cells_of_a_dead_runner_of_this_host_are_given_back_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    from proxy.config import load_settings
+    from proxy.jobs.runner import JobRunner, make_owner
+    from proxy.services import open_services
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host = make_owner().split(":")[0]
+    async with open_services(load_settings(env={}, data_dir=tmp_path)) as services:
+        catalog = services.catalog
+        job = await catalog.jobs.create(new_job(), new_cells(3))
+        await catalog.cells.claim(f"{host}:{dead.stdout.strip()}:abcd", LEASE)  # died
+        await catalog.cells.claim(f"{host}:{os.getpid()}:ef01", LEASE)  # alive: this process
+        await catalog.cells.claim(f"elsewhere:{dead.stdout.strip()}:abcd", LEASE)  # not ours
+        runner = JobRunner(services, {}, slots=1, lease=LEASE, heartbeat=10)
+        assert await runner.reclaim_dead() == 1
+        cells = await catalog.cells.of_job(job.id)
+        assert [c.state for c in cells] == ["pending", "running", "running"]
