@@ -46,11 +46,13 @@ class TileUpstream:
         self.gate = asyncio.Event()
         self.broken: set[tuple[int, int, int]] = set()  # tiles answering 500
         self.in_flight = 0
+        self.delay = 0.0  # seconds each answer takes (a slow upstream)
         self.gated_in_flight = 0
         self.max_gated_in_flight = 0
         self._bytes: dict[tuple[int, int, int], bytes] = {}
         self.app = web.Application()
         self.app.router.add_get("/t/{z}/{x}/{y}.png", self._tile)
+        self.url = ""  # the tile URL template, once served
 
     def body(self, x: int, y: int, z: int) -> bytes:
         """The tile as this upstream sends it (rendered once)."""
@@ -70,6 +72,8 @@ class TileUpstream:
         self.in_flight += 1
         gated = key in self.gated
         try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if gated:
                 self.gated_in_flight += 1
                 self.max_gated_in_flight = max(self.max_gated_in_flight, self.gated_in_flight)

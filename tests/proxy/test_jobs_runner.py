@@ -197,15 +197,21 @@ async def test_cancel_stops_running_cells_within_seconds_and_leaves_no_temporary
 
 
 async def test_a_spent_quota_pauses_the_job_which_resumes_by_itself(client, upstream, kind):
-    kind.quota = 3  # requests before the upstream's budget is spent; it resets 0.3 s later
+    kind.quota = 3  # requests before the upstream's budget is spent
+    kind.quota_reset = 0.8  # it resets this long after
+    jobs = client.server.app[JOBS]
     job_id = await start_job(client, upstream, cells=4, per_cell=2)
-    job = await wait_for(client, job_id, states=("paused", *ENDED))
-    assert job["state"] == "paused"
+    while (record := await jobs.get(job_id)).state not in ("paused", *ENDED):
+        await asyncio.sleep(0.01)
+    assert record.state == "paused"
+    job = jobs.view(record)
     assert job["paused"]["reason"] == "quota" and "budget" in job["paused"]["message"]
-    assert job["paused"]["until"] > job["created_at"][:10]
+    assert job["paused"]["until"] > job["created_at"]
     job = await wait_for(client, job_id)
     assert job["state"] == "done" and job["cells"]["done"] == 4 and job["paused"] is None
     assert kind.finished == [job_id]
+    # The cell that met the spent budget was given back, then ran again after the reset.
+    assert any(attempt == 2 for _, attempt in kind.started)
 
 
 async def test_a_restarted_service_resumes_the_job_without_fetching_done_cells_again(
