@@ -122,7 +122,7 @@ class JobRunner:
                 )
                 if claim is not None:
                     await self._run(claim)
-                    await self._finish(claim.job_id)
+                    await self._finish(claim.job_id, claim.kind)
                     continue
                 await self._finish_ready()
             except CatalogUnavailable as exc:
@@ -242,21 +242,21 @@ class JobRunner:
 
     async def _finish_ready(self) -> None:
         """End jobs whose cells all ended but whose end did not run (e.g. its runner died)."""
-        for job_id in await self.services.catalog.jobs.finishable():
-            if self.job_id is None or job_id == self.job_id:
-                await self._finish(job_id)
+        jobs = self.services.catalog.jobs
+        for job_id in await jobs.finishable():
+            job = await jobs.get(job_id)
+            if job is not None and (self.job_id is None or job_id == self.job_id):
+                await self._finish(job_id, job.kind)
 
-    async def _finish(self, job_id: str) -> None:
+    async def _finish(self, job_id: str, kind: str) -> None:
         """Run the job's end once, if every cell ended: ``kind.finish``, then done/failed."""
         jobs = self.services.catalog.jobs
+        if kind not in self.kinds or not await jobs.begin_finish(job_id, self.owner, self.lease):
+            return
         job = await jobs.get(job_id)
-        if job is None or job.kind not in self.kinds:
-            return
-        if not await jobs.begin_finish(job_id, self.owner, self.lease):
-            return
         error = None
         try:
-            await self.kinds[job.kind].finish(self.services, job_id, job.params)
+            await self.kinds[kind].finish(self.services, job_id, job.params if job else {})
         except Exception as exc:
             log.error("job %s: its end failed", job_id, exc_info=exc)
             error = cell_error(exc)
