@@ -258,6 +258,11 @@ class ImportAsk(BaseModel):
         max_length=4096,
         description="default EPSG:3857; any EPSG code or WKT, or utm (the AOI centre's zone)",
     )
+    require_quota: bool = Field(
+        default=False,
+        description="refuse (409 quota_insufficient) when the plan's upstream requests or "
+        "bytes do not fit what the server's quota has left",
+    )
     max_cell_pixels: int | None = Field(
         default=None, ge=1, le=10**9, description="download cells' size; default: the setting"
     )

@@ -17,6 +17,7 @@ from proxy.cli_jobs import add_commands as add_job_commands
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, StartupError, error_body
 from proxy.probe import ProbeRequest, probe_server
+from proxy.quota.cli import add_commands as add_quota_commands
 from proxy.schemas import public_view, stored_dict
 from proxy.services import Services, open_services
 from proxy.upstream.detect import normalize
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--size", type=int, help="preview size in px (default from settings)")
     test.add_argument("--output", type=Path, default=Path("preview.png"), help="PNG to write")
     test.set_defaults(run=cmd_servers_test)
+    add_quota_commands(sub)
     add_image_commands(commands)
     add_job_commands(commands)
     return parser

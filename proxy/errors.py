@@ -23,6 +23,8 @@ the class's MRO.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from streaming import errors as se
@@ -122,6 +124,12 @@ class CatalogUnavailable(ProxyError):
     code = "catalog_unavailable"
 
 
+class QuotaInsufficient(ProxyError):
+    """An import asked ``require_quota`` and would use more than the server's quota has left."""
+
+    code = "quota_insufficient"
+
+
 class StartupError(Exception):
     """The service cannot start (unusable key file, corrupt catalog); the message says why."""
 
@@ -139,6 +147,7 @@ STATUS: dict[type[Exception], int] = {
     ResolutionNotSupported: 422,
     NoData: 422,
     CatalogUnavailable: 503,
+    QuotaInsufficient: 409,
     se.InvalidRead: 400,
     se.ReadTooLarge: 413,
     se.ResolutionTooHigh: 409,
@@ -181,6 +190,8 @@ HINTS: dict[type[Exception], str] = {
     LevelsShifted: "set the server's zoom_offset as the message says",
     CatalogUnavailable: "the catalog file is read-only, full or damaged: check the data "
     "directory and its disk; stored data is kept",
+    QuotaInsufficient: "raise the server's quota, import a smaller area or a coarser "
+    "resolution, or wait until the quota resets",
     se.InvalidRead: "check the area, the size and the resolution of the read",
     se.ReadTooLarge: "read a smaller area or at a coarser resolution",
     se.ResolutionTooHigh: "read at a coarser resolution",
@@ -212,6 +223,13 @@ def hint_for(exc: BaseException) -> str:
         if cls in HINTS:
             return HINTS[cls]
     return INTERNAL_HINT
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """Headers of an error answer: ``Retry-After`` (seconds) when a quota says when to retry."""
+    if isinstance(exc, se.SourceQuotaExceeded):
+        return {"Retry-After": str(max(0, math.ceil(exc.resets_at - time.time())))}
+    return {}
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.cache.types import CacheKey
+from proxy.quota.gauges import QuotaMetrics
 
 PREFIX = "imagery_proxy"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -243,6 +244,7 @@ class Metrics:
         self.upstream = UpstreamMetrics(self.registry)
         self.cache = CacheMetrics(self.registry)
         self.jobs = JobMetrics(self.registry)
+        self.quota = QuotaMetrics(self.registry)
         self.reads = Counter(
             f"{PREFIX}_reads", "Streaming reads served", ["server"], registry=self.registry
         )

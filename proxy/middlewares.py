@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.auth import is_inline, require_key
-from proxy.errors import error_body, status_for
+from proxy.errors import error_body, error_headers, status_for
 from proxy.handlers.metrics import METRICS_PATH
 from proxy.http import json_response
 from proxy.keys import SERVICES
@@ -56,7 +56,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_for(exc)
         if status == 500:
             log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(error_body(exc), status)
+        return json_response(error_body(exc), status, error_headers(exc))
 
 
 @web.middleware

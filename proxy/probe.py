@@ -23,6 +23,7 @@ from proxy.findings import Finding
 from proxy.metrics import SERVER, UNSAVED
 from proxy.net.client import REQUEST_LOG, RequestRecord
 from proxy.no_data import check_data, explain_missing_zoom, matrix_ground_resolution
+from proxy.quota.enforce import PROBING
 from proxy.schemas import ENCODED_PLACEHOLDER, LatLon, ServerConfig
 from proxy.services import Services
 from proxy.upstream.detect import normalize
@@ -126,6 +127,7 @@ async def probe_server(
     token = REQUEST_LOG.set(result.requests)
     # A saved server's upstream requests are counted for it in the metrics.
     label = SERVER.set(server.id if isinstance(server, ServerRecord) else UNSAVED)
+    probing = PROBING.set(True)  # a spent quota still leaves its reserve to a test
     try:
         if isinstance(server, ServerRecord):
             source = await services.sources.get(server)
@@ -141,6 +143,7 @@ async def probe_server(
         result.error = exc
         result.findings.append(finding_for(exc))
     finally:
+        PROBING.reset(probing)
         SERVER.reset(label)
         REQUEST_LOG.reset(token)
     return result

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from proxy.errors import InvalidInput
 from proxy.net.redact import MASK, has_mask, mask_url, unmask_url, url_secrets
+from proxy.quota.model import QuotaConfig
 from proxy.upstream import templates
 from proxy.upstream.templates import ENCODED_BRACES as ENCODED_PLACEHOLDER
 from proxy.upstream.templates import quote_invalid
@@ -106,6 +107,8 @@ class ServerBase(BaseModel):
     cache_ttl: int = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
     # Other hosts that may receive the credentials (a token portal, a tile CDN).
     credential_hosts: list[str] = Field(default_factory=list, max_length=20)
+    # A budget of upstream requests/bytes per day, month or rolling window (proxy/quota).
+    quota: QuotaConfig | None = None
 
     @field_validator("url")
     @classmethod

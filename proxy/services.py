@@ -24,6 +24,8 @@ from proxy.metrics import Metrics
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
+from proxy.quota.enforce import Quotas
+from proxy.quota.store import SQLiteQuotaStore
 from proxy.tiles.service import TileService
 from proxy.tokens import TileTokens
 from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
@@ -46,6 +48,7 @@ class Services:
     tile_cache: TileCache
     tokens: TileTokens
     tiles: TileService
+    quotas: Quotas
 
     @property
     def read_limits(self) -> ReadLimits:
@@ -77,10 +80,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     api_keys = load_api_keys(settings)
     fingerprint_key = load_secret(settings, "fingerprint-key")
     catalog = await open_catalog(settings.catalog_path)
+    # After the catalog: its migrations made the counters' table.
+    quota_store = await SQLiteQuotaStore(settings.catalog_path).open()
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
     executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")
     metrics = Metrics()
+    quotas = Quotas(quota_store, gauges=metrics.quota)
     client = UpstreamClient(
         policy=AddressPolicy(settings.allowed_networks),
         timeout=settings.upstream_timeout,
@@ -106,6 +112,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         rate_max_wait=settings.upstream_timeout,
         job_upstream_share=settings.job_upstream_share,
         fingerprints=Fingerprints(fingerprint_key),
+        quotas=quotas,
     )
     # One cache under every source of a saved server; its events (metrics) are set later.
     tile_cache = TileCache(
@@ -130,13 +137,24 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     await tile_cache.start()
     services = Services(
-        settings, catalog, upstream, executor, api_keys, sources, metrics, tile_cache, tokens, tiles
+        settings,
+        catalog,
+        upstream,
+        executor,
+        api_keys,
+        sources,
+        metrics,
+        tile_cache,
+        tokens,
+        tiles,
+        quotas,
     )
     try:
         yield services
     finally:
         await tile_cache.close()
         await client.close()
+        await quota_store.close()
         await catalog.close()
         executor.shutdown(wait=True, cancel_futures=True)
 

@@ -28,7 +28,14 @@ def imported_modules(folder: Path) -> set[str]:
 def distributions(modules: set[str]) -> set[str]:
     """The installed distributions providing ``modules``, by normalized name."""
     by_module = packages_distributions()
-    return {normalize(dist) for module in modules for dist in by_module[module]}
+    found = set()
+    for module in modules:
+        dists = {normalize(dist) for dist in by_module[module]}
+        # A package split into parts (pystac: pystac-core and pystac-ext-*, all filling the
+        # `pystac` package) is declared by the distribution named after it.
+        own = normalize(module)
+        found |= {own} if own in dists else dists
+    return found
 
 
 def normalize(requirement: str) -> str:

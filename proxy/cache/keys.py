@@ -2,7 +2,7 @@
 
 The fingerprint is the SHA-256 of canonical JSON (orjson, sorted keys) of every field
 that changes pixels. Fields that do not (name, import resolution, preview point, limits,
-cache TTL, TLS choice) are left out, so editing them keeps cached data. Credentials
+cache TTL, TLS choice, quota) are left out, so editing them keeps cached data. Credentials
 (header and param values, ArcGIS credentials) enter only through an HMAC with a secret
 key of the installation: a key never holds a secret, and a leaked key cannot be
 brute-forced back into a short password without that secret.
@@ -21,7 +21,16 @@ from proxy.schemas import SECRET_MAPS, ServerBase
 
 # Fields that never change what the upstream serves.
 NOT_PIXELS = frozenset(
-    {"name", "resolution", "preview", "max_concurrency", "rate_limit", "cache_ttl", "skip_ssl"}
+    {
+        "name",
+        "resolution",
+        "preview",
+        "max_concurrency",
+        "rate_limit",
+        "cache_ttl",
+        "skip_ssl",
+        "quota",
+    }
 )
 # What a metadata request (capabilities, service info) depends on: not the layer or style
 # picked from it, so a layer change reuses the parsed document.

@@ -5,6 +5,8 @@ them; an opened source is reused for as long as its server is unchanged. One ent
 server id, valid for the record's ``updated_at`` and config: an edit makes the next
 request re-open, a delete drops the entry. Configs tested before they are saved are not
 kept: they are one-off trials, and their documents are cached by fingerprint anyway.
+Concurrent first requests of one server (a map's first screen of tiles) open it once:
+the opening is a single flight per server version.
 
 With a tile cache, each tile source is wrapped in a
 :class:`~proxy.tiles.cached.CachedTileSource` keyed by the config's fingerprint, so every
@@ -17,10 +19,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import orjson
 from cachetools import LRUCache
 
+from proxy.cache.flight import SingleFlight
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import ServerRecord
+from proxy.quota.enforce import owned_by
 from proxy.schemas import ServerBase
 from proxy.tiles.cached import CachedBBoxSource, CachedTileSource
 from proxy.upstream.base import UpstreamContext
@@ -44,6 +49,7 @@ class OpenSources:
         self._ctx = ctx
         self._cache = cache
         self._opened: LRUCache[str, _Opened] = LRUCache(maxsize=maxsize)
+        self._opening: SingleFlight[tuple[str, str], Source] = SingleFlight()
 
     async def get(self, record: ServerRecord) -> Source:
         """The source of ``record``: the one opened before, or a new one."""
@@ -55,8 +61,14 @@ class OpenSources:
             and opened.config == record.config
         ):
             return opened.source
+        # The config's JSON is part of the key for the same reason as above.
+        key = (record.id, record.updated_at + orjson.dumps(record.config).decode())
+        return await self._opening.run(key, lambda: self._open(record))
+
+    async def _open(self, record: ServerRecord) -> Source:
         config = parse_config(record.config)
-        source = await open_source(config, self._ctx)
+        with owned_by(record.id):  # its connections count against the server's quota
+            source = await open_source(config, self._ctx)
         if self._cache is not None:
             fingerprint = self.fingerprint(config)
             if isinstance(source, TileSource):

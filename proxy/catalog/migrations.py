@@ -45,7 +45,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX images_by_age ON images (created_at)",
     ),
-    # 4: jobs and their cells (SPEC §6). Times people read are ISO text; lease and pause
+    # 4: upstream quota counters (proxy/quota/store.py): one row per server, period kind
+    # and slot (a UTC day, a UTC month or a rolling window's bucket). No foreign key: the
+    # quota store has a connection of its own; a deleted server's rows are dropped by it.
+    (
+        """CREATE TABLE quota_usage (
+            server_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            slot INTEGER NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            reserve_used INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (server_id, kind, slot)
+        ) WITHOUT ROWID""",
+    ),
+    # 5: jobs and their cells (SPEC §6). Times people read are ISO text; lease and pause
     # times are Unix seconds (REAL), compared in every claim.
     (
         """CREATE TABLE jobs (

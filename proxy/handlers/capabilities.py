@@ -8,6 +8,7 @@ from proxy.errors import InvalidInput
 from proxy.handlers.servers import get_record
 from proxy.http import json_response, read_json
 from proxy.keys import SERVICES
+from proxy.quota.enforce import owned_by
 from proxy.schemas import WMTSConfig
 from proxy.upstream.registry import describe, parse_config
 from proxy.upstream.wmts_to_xyz import wmts_to_xyz
@@ -21,8 +22,10 @@ async def describe_unsaved(request: web.Request) -> web.Response:
 
 async def describe_saved(request: web.Request) -> web.Response:
     """GET /servers/{id}/capabilities."""
-    config = parse_config((await get_record(request)).config)
-    return json_response(await describe(config, request.app[SERVICES].upstream))
+    record = await get_record(request)
+    config = parse_config(record.config)
+    with owned_by(record.id):  # a capabilities request counts against the server's quota
+        return json_response(await describe(config, request.app[SERVICES].upstream))
 
 
 async def xyz_from_wmts(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from proxy.keys import SERVICES
+from proxy.quota.share import report_usage
 
 METRICS_PATH = "/metrics"
 
@@ -17,6 +18,7 @@ async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.metrics.refresh()  # reads the cache tiers, which live in the loop
     services.metrics.jobs.set_states(await services.catalog.jobs.count_by_state())
+    await report_usage(services)  # quota gauges, from the shared counters
     loop = asyncio.get_running_loop()
     body = await loop.run_in_executor(services.executor, services.metrics.expose)
     # The content type carries a version parameter, which content_type= does not take.

@@ -49,8 +49,13 @@ async def create_server(request: web.Request) -> web.Response:
 
 
 async def get_server(request: web.Request) -> web.Response:
-    """GET /servers/{id}."""
-    return json_response(server_view(await get_record(request)))
+    """GET /servers/{id}; with a quota, its ``usage``: used, limit, remaining, reset time."""
+    record = await get_record(request)
+    view = server_view(record)
+    quota = parse_config(record.config).quota
+    if quota is not None:
+        view["usage"] = await request.app[SERVICES].quotas.usage(record.id, quota)
+    return json_response(view)
 
 
 async def edit_server(request: web.Request) -> web.Response:
@@ -70,6 +75,7 @@ async def delete_server(request: web.Request) -> web.Response:
     record = await get_record(request)
     await request.app[SERVICES].catalog.servers.delete(record.id)
     request.app[SERVICES].tiles.forget(record.id)
+    await request.app[SERVICES].quotas.forget(record.id)
     return web.Response(status=204)
 
 

@@ -20,7 +20,7 @@ from proxy.api_models import TileTokenAsk, validate_body
 from proxy.auth import given_key, inline_auth, valid_key
 from proxy.cache.entry import strong_etag
 from proxy.cache.tiles import CacheResult, CacheStatus
-from proxy.errors import BadRequest, Unauthorized, error_body, status_for
+from proxy.errors import BadRequest, Unauthorized, error_body, error_headers, status_for
 from proxy.handlers.servers import get_record
 from proxy.http import json_response, read_json
 from proxy.keys import SERVICES
@@ -59,7 +59,7 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
         body["error"]["code"] = "upstream_bad_content"
     if status == 500:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return json_response(body, status)
+    return json_response(body, status, error_headers(exc))
 
 
 @inline_auth

@@ -28,6 +28,7 @@ from proxy.images.plan import (
 )
 from proxy.images.store import crs_text, image_crs, image_transform
 from proxy.metrics import server_scope
+from proxy.quota.share import check_fits, quota_share
 from proxy.services import Services
 from streaming import grid as tiling
 from streaming.errors import ReadTooLarge
@@ -60,6 +61,10 @@ class ImageService:
         cell_pixels = ask.max_cell_pixels or self.services.settings.max_cell_pixels
         answer = plan_answer(image, grid, aois, resolution, cell_pixels)
         answer.update(server_id=server.id, name=ask.name, method=ask.method)
+        share = await quota_share(self.services, server, answer["requests"], answer["bytes"])
+        answer["quota"] = share
+        if ask.require_quota:
+            check_fits(share, server.id)
         return Planned(grid, aois, answer)
 
     async def create(self, ask: ImportAsk, server: ServerRecord) -> ImageRecord:

@@ -6,5 +6,8 @@ from proxy.jobs.kinds import JobKind
 
 
 def default_kinds() -> dict[str, JobKind]:
-    """Every kind of job, by its name."""
-    return {}
+    """Every kind of job, by its name (imported on first use: the COG writer is heavy)."""
+    from proxy.jobs.materialize import MaterializeKind
+
+    kinds: list[JobKind] = [MaterializeKind()]
+    return {kind.name: kind for kind in kinds}

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proxy.catalog.base import ENDED, CellRecord, JobRecord
+from proxy.jobs.outputs import job_folder_name
+
+COLLECTION = "collection.json"  # proxy.jobs.stac.COLLECTION (that module loads rasterio)
 
 
 def iso(seconds: float) -> str:
@@ -67,7 +70,7 @@ def job_view(job: JobRecord, live_bytes: int = 0, now: float | None = None) -> d
         "rate": rate,
         "eta_seconds": eta,
         "paused": paused,
-        "outputs": job.outputs,
+        "outputs": outputs_of(job),
         "error": job.error,
         "links": {
             "self": f"/jobs/{job.id}",
@@ -75,6 +78,21 @@ def job_view(job: JobRecord, live_bytes: int = 0, now: float | None = None) -> d
             "events": f"/jobs/{job.id}/events",
         },
     }
+
+
+def outputs_of(job: JobRecord) -> dict[str, Any] | None:
+    """Where the job's outputs are, relative to the outputs folder (materialize jobs).
+
+    The folder is named from the image's name (the job's) and the job id; the STAC
+    Collection is there once the job's end ran (done, or failed cells but an end that ran).
+    """
+    if job.outputs is not None:
+        return job.outputs
+    if job.kind != "materialize":
+        return None
+    folder = job_folder_name(job.name, job.id)
+    ended = job.state == "done" or (job.state == "failed" and job.error is None)
+    return {"folder": folder, "stac": f"{folder}/{COLLECTION}" if ended else None}
 
 
 def cell_feature(cell: CellRecord) -> dict[str, Any]:

@@ -65,6 +65,16 @@ class RequestObserver(Protocol):
         """It ended with an HTTP ``status`` (body read), or failed with the ``error`` code."""
 
 
+class QuotaGate(Protocol):
+    """A saved server's quota (:class:`proxy.quota.enforce.ServerGate`): asked before each send."""
+
+    async def admit(self) -> object:
+        """Count one request about to be sent, or raise ``SourceQuotaExceeded``; a ticket."""
+
+    async def spent(self, ticket: object, size: int) -> None:
+        """The admitted request's response body held ``size`` bytes."""
+
+
 class _NoObserver:
     def started(self) -> None:
         pass
@@ -132,18 +142,20 @@ class UpstreamClient:
         secrets: Iterable[str] = (),
         scope: CredentialScope | None = None,
         max_bytes: int | None = None,
+        quota: QuotaGate | None = None,
     ) -> UpstreamResponse:
         """Send a request, with retries; each try and each redirect hop is checked and logged.
 
         With a ``scope``, a hop to a host outside it goes without the credentials (first
         hop included: an OnlineResource may name another host). ``max_bytes`` lowers the
-        client's body limit for this request.
+        client's body limit for this request. A ``quota`` admits each try and each hop
+        before it is sent (the upstream bills each), and is told the bytes of each answer.
         """
         secrets = tuple(secrets)
         target = _parse_url(url, secrets)
         if params:
             target = target.update_query(params)
-        send = _Send(method, data, headers, verify_ssl, secrets, scope, max_bytes)
+        send = _Send(method, data, headers, verify_ssl, secrets, scope, max_bytes, quota)
         attempt = 0
         while True:
             try:
@@ -187,6 +199,8 @@ class UpstreamClient:
         if url.scheme not in ("http", "https") or not url.host:
             raise SourceBadResponse(f"not an http(s) URL: {shown}")
         self.policy.check(url.host)
+        # Past the quota, SourceQuotaExceeded leaves here: nothing is sent.
+        ticket = None if send.quota is None else await send.quota.admit()
         started = time.perf_counter()
         # Counted here, once per request sent, so retries and redirect hops each count.
         self.observer.started()
@@ -205,7 +219,7 @@ class UpstreamClient:
                 content_type = resp.headers.get("Content-Type", "")
                 status = resp.status
                 _log(method, shown, started, resp.status, len(body), content_type)
-                return UpstreamResponse(
+                answer = UpstreamResponse(
                     resp.status, content_type, body, str(resp.url), dict(resp.headers)
                 )
         except BlockedAddress as exc:
@@ -224,6 +238,9 @@ class UpstreamClient:
             raise
         finally:
             self.observer.finished(status, time.perf_counter() - started, code)
+        if send.quota is not None:
+            await send.quota.spent(ticket, len(answer.body))
+        return answer
 
     async def _read(self, resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
         """Read the body, refusing one past ``max_bytes`` (checked as it streams)."""
@@ -256,6 +273,7 @@ class _Send:
     secrets: tuple[str, ...]
     scope: CredentialScope | None
     max_bytes: int | None
+    quota: QuotaGate | None = None
 
     def without_credentials(self) -> _Send:
         """The same request with the credentials the scope names removed."""

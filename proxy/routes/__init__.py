@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.console import setup_console
 from proxy.openapi import API_DOC, build_document
 from proxy.routes.images import IMAGE_ROUTES
 from proxy.routes.jobs import JOB_ROUTES
@@ -29,3 +30,4 @@ def setup_routes(app: web.Application) -> None:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app[API_DOC] = build_document(ROUTES)
+    setup_console(app)  # static files, public and outside the document

@@ -21,6 +21,7 @@ from proxy.net.client import UpstreamClient, UpstreamResponse
 from proxy.net.limits import CircuitBreaker, ServerLimits
 from proxy.net.redact import redact_text
 from proxy.net.scope import CredentialScope
+from proxy.quota.enforce import Quotas
 from proxy.schemas import ServerBase
 from streaming.errors import (
     SourceAuthError,
@@ -94,6 +95,7 @@ class UpstreamContext:
     capabilities_limits: CapabilitiesLimits = attrs.field(factory=CapabilitiesLimits)
     # The service passes the installation's key; a context of its own gets a random one.
     fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
+    quotas: Quotas | None = None  # the service's quota counters; None: nothing is counted
     # Parsed WMS/WMTS documents, bounded by the bytes of their documents, not by count.
     capabilities: TTLCache[str, CachedDocument] = attrs.field(init=False)
     service_info: TTLCache[str, dict[str, Any]] = attrs.field(init=False)  # ArcGIS ?f=json
@@ -144,6 +146,8 @@ class ServerConnection:
         self.secrets = tuple(config.secrets())
         self.limits = ctx.limits_for(config)
         self.scope = credential_scope(config)
+        # Bound now: a connection made while a saved server's source opens counts for it.
+        self.quota = None if ctx.quotas is None else ctx.quotas.gate(config.quota)
 
     async def get(
         self,
@@ -172,6 +176,7 @@ class ServerConnection:
                     secrets=self.secrets,
                     scope=self.scope,
                     max_bytes=max_bytes,
+                    quota=self.quota,
                 )
             except (SourceUnavailable, SourceTimeout):
                 self.limits.breaker.record(ok=False)

@@ -16,6 +16,7 @@ TABLES = {
     "servers_by_age",
     "images",
     "images_by_age",
+    "quota_usage",
     "jobs",
     "jobs_by_age",
     "jobs_by_state",

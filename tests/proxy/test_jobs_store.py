@@ -265,13 +265,13 @@ async def test_two_processes_racing_on_claims_take_every_cell_exactly_once(tmp_p
     assert len(got[0]) > 50 and len(got[1]) > 50, [len(g) for g in got]  # both took part
 
 
-async def test_the_jobs_step_migrates_a_file_of_the_images_schema(tmp_path):
+async def test_the_jobs_step_migrates_a_file_of_the_quota_schema(tmp_path):
     path = tmp_path / "c.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
-    for step in MIGRATIONS[:3]:  # the schema before jobs
+    for step in MIGRATIONS[:4]:  # the schema before jobs
         for statement in step:
             db.execute(statement)
-    db.execute("PRAGMA user_version = 3")
+    db.execute("PRAGMA user_version = 4")
     db.close()
     catalog = await open_catalog(path)
     try:

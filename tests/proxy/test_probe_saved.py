@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import attrs
 import pytest
 
@@ -57,3 +59,16 @@ async def test_unsaved_configs_are_not_kept(api, serve, renderer):
         assert resp.status == 200, await resp.text()
     assert capabilities_requests(upstream) == 2
     assert len(api.app[SERVICES].sources) == 0
+
+
+async def test_concurrent_first_requests_open_a_saved_server_once(api, serve, renderer):
+    upstream = wms_app(renderer)
+    base = await serve(upstream)
+    resp = await api.post("/servers", json={"type": "wms", "name": "w", "url": base + "/wms"})
+    server_id = (await resp.json())["id"]
+
+    answers = await asyncio.gather(
+        *(api.get(f"/servers/{server_id}/tiles/14/{8100 + i}/5400.png") for i in range(8))
+    )
+    assert {a.status for a in answers} <= {200, 204}, [a.status for a in answers]
+    assert capabilities_requests(upstream) == 1
