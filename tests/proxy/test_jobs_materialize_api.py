@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import rasterio
 
-from proxy.keys import SERVICES
+from proxy.keys import JOBS, SERVICES
 from tests.proxy.image_helpers import AOI
 from tests.proxy.tile_helpers import add_server
 from tests.upstreams.xyz import xyz_app
@@ -92,3 +92,31 @@ async def test_a_download_import_answers_the_image_and_its_job(api, server_id):
 
     body["detector_resolution"] = 1  # not a field of imports
     assert (await api.post("/imports", json=body)).status == 422
+
+
+async def test_a_server_quota_pauses_a_materialization_which_resumes_when_it_resets(
+    api, aiohttp_server, renderer
+):
+    served = await aiohttp_server(xyz_app(renderer), host="127.0.0.1")
+    url = str(served.make_url("")).rstrip("/") + "/a/tiles/{z}/{x}/{y}.png"
+    quota = {"requests": 6, "period": "rolling", "window_seconds": 1, "reserve": 0}
+    server_id = await add_server(
+        api, {"type": "xyz", "url": url, "resolution": 4.0, "quota": quota}
+    )
+    resp = await api.post("/imports", json={"server_id": server_id, "name": "q", "aois": AOI})
+    image_id = (await resp.json())["id"]
+    resp = await api.post(f"/images/{image_id}/materialize", json={"max_cell_pixels": 256})
+    job_id = (await resp.json())["id"]
+    jobs = api.server.app[JOBS]
+    paused = None
+    for _ in range(600):
+        record = await jobs.get(job_id)
+        if record.state == "paused":
+            paused = jobs.view(record)["paused"]
+        if record.state in ENDED:
+            break
+        await asyncio.sleep(0.01)
+    assert record.state == "done", jobs.view(record)
+    assert paused is not None and paused["reason"] == "quota", "never paused"
+    cells = await api.server.app[SERVICES].catalog.cells.of_job(job_id)
+    assert any(c.attempt > 1 for c in cells)  # given back at the pause, run again after it
