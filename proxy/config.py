@@ -135,6 +135,25 @@ class Settings:
         """The folder job outputs land in."""
         return self.outputs_dir if self.outputs_dir is not None else self.data_dir / "outputs"
 
+    # Shared tile tier (proxy/cache/redis.py): "" keeps the cache local (memory over disk);
+    # redis://host:port/db (or rediss://, unix://) puts Redis under each replica's memory.
+    cache_url: str = attrs.field(default="", validator=lambda _i, _a, v: _cache_url(v))
+    # Prepended to every Redis key: several installations can share one Redis.
+    cache_prefix: str = "imagery-proxy:"
+    # One Redis command's deadline (a slower answer is a miss), its connection's, and one
+    # SCAN page's (purges and stats).
+    redis_timeout: float = attrs.field(default=0.1, converter=float)
+    redis_connect_timeout: float = attrs.field(default=0.1, converter=float)
+    redis_bulk_timeout: float = attrs.field(default=2.0, converter=float)
+    # Failures in a row that stop Redis commands, and the wait before one trial command.
+    redis_breaker_threshold: int = attrs.field(default=5, converter=int)
+    redis_breaker_cooldown: float = attrs.field(default=1.0, converter=float)
+    # Lease of a cross-replica fetch lock (renewed while the fetch runs; a dead owner's
+    # lock frees after it), and how long entries stay in Redis past their TTL for
+    # revalidation and stale-if-error.
+    redis_lock_lease: float = attrs.field(default=5.0, converter=float)
+    cache_stale_grace: float = attrs.field(default=86_400.0, converter=float)
+
     @property
     def encode_options(self) -> dict[str, int]:
         """Keyword arguments of :func:`streaming.codecs.encode` from these settings."""
@@ -148,6 +167,11 @@ class Settings:
     def catalog_path(self) -> Path:
         """The SQLite catalog file."""
         return self.data_dir / "catalog.sqlite"
+
+
+def _cache_url(value: str) -> None:
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("cache_url is empty (local cache) or a redis://, rediss:// or unix:// URL")
 
 
 FIELDS = {f.name for f in attrs.fields(Settings)}

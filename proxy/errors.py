@@ -13,7 +13,8 @@ ProxyError
 ├── BlockedAddress      upstream address refused (SSRF guard)          403
 ├── ResolutionNotSupported  no data at that zoom, data at a coarser    422
 ├── NoData              no data at that place at any probed zoom       422
-└── CatalogUnavailable  the catalog cannot be read or written          503
+├── CatalogUnavailable  the catalog cannot be read or written          503
+└── CacheUnavailable    the shared cache (Redis) failed a purge/stats  503
 
 StartupError (not a ProxyError): the service cannot start; one line says why.
 
@@ -130,6 +131,12 @@ class QuotaInsufficient(ProxyError):
     code = "quota_insufficient"
 
 
+class CacheUnavailable(ProxyError):
+    """The shared cache tier failed a purge or a count (serving never raises this)."""
+
+    code = "cache_unavailable"
+
+
 class StartupError(Exception):
     """The service cannot start (unusable key file, corrupt catalog); the message says why."""
 
@@ -148,6 +155,7 @@ STATUS: dict[type[Exception], int] = {
     NoData: 422,
     CatalogUnavailable: 503,
     QuotaInsufficient: 409,
+    CacheUnavailable: 503,
     se.InvalidRead: 400,
     se.ReadTooLarge: 413,
     se.ResolutionTooHigh: 409,
@@ -192,6 +200,8 @@ HINTS: dict[type[Exception], str] = {
     "directory and its disk; stored data is kept",
     QuotaInsufficient: "raise the server's quota, import a smaller area or a coarser "
     "resolution, or wait until the quota resets",
+    CacheUnavailable: "Redis (the cache_url setting) is down or slow: tiles are still served; "
+    "try again once GET /ready reports the cache ok",
     se.InvalidRead: "check the area, the size and the resolution of the read",
     se.ReadTooLarge: "read a smaller area or at a coarser resolution",
     se.ResolutionTooHigh: "read at a coarser resolution",

@@ -315,3 +315,32 @@ def clear_multiprocess_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for path in folder.glob("*.db"):
         path.unlink(missing_ok=True)
+
+
+class RedisMetrics:
+    """The shared cache tier (:class:`proxy.cache.redis.RedisObserver`): failures and state."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.errors = Counter(
+            f"{PREFIX}_cache_redis_errors",
+            "Redis commands of the shared cache tier that failed or timed out (served as misses)",
+            ["op"],
+            registry=registry,
+        )
+        self.backend_degraded = Gauge(
+            f"{PREFIX}_cache_backend_degraded",
+            "1 while the shared cache tier (Redis) is skipped after failures, else 0",
+            ["backend"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self._degraded = self.backend_degraded.labels("redis")
+        self._degraded.set(0)
+
+    def error(self, op: str) -> None:
+        """A command failed or timed out."""
+        self.errors.labels(op).inc()
+
+    def degraded(self, value: bool) -> None:
+        """The tier became unusable (True) or usable again (False)."""
+        self._degraded.set(1 if value else 0)

@@ -14,13 +14,14 @@ from pathlib import Path
 import attrs
 
 from proxy.cache.keys import Fingerprints
+from proxy.cache.redis import RedisTier
 from proxy.cache.sources import OpenSources
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import Catalog
 from proxy.catalog.sqlite import open_catalog
 from proxy.config import Settings
 from proxy.errors import StartupError
-from proxy.metrics import Metrics
+from proxy.metrics import Metrics, RedisMetrics
 from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
@@ -122,6 +123,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         negative_ttl=settings.negative_ttl,
         executor=executor,
         events=metrics.cache,
+        shared=shared_tier(settings, metrics),
+        lock_lease=settings.redis_lock_lease,
     )
     metrics.watch_cache(tile_cache)
     sources = OpenSources(upstream, cache=tile_cache)
@@ -157,6 +160,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await quota_store.close()
         await catalog.close()
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def shared_tier(settings: Settings, metrics: Metrics) -> RedisTier | None:
+    """The Redis tier named by ``cache_url``, or None for the local cache."""
+    if not settings.cache_url:
+        return None
+    return RedisTier(
+        settings.cache_url,
+        prefix=settings.cache_prefix,
+        timeout=settings.redis_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        bulk_timeout=settings.redis_bulk_timeout,
+        stale_grace=settings.cache_stale_grace,
+        breaker_threshold=settings.redis_breaker_threshold,
+        breaker_cooldown=settings.redis_breaker_cooldown,
+        observer=RedisMetrics(metrics.registry),
+    )
 
 
 def load_api_keys(settings: Settings) -> frozenset[str]:

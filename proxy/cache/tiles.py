@@ -17,15 +17,20 @@ One entry point serves tile routes, streaming reads and jobs alike::
 :class:`NoData` (404 or an empty answer); it raises a ``SourceError`` when the upstream
 fails. Failures are never stored: the error reaches the callers waiting for that fetch,
 and an entry already held (even expired) is served instead, as STALE.
+
+With a ``shared`` tier (:class:`proxy.cache.redis.RedisTier`, the ``cache_url`` setting)
+it replaces the disk tier under memory and single flight spans replicas through Redis
+locks; the module docstring of :mod:`proxy.cache.redis` says why the disk goes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -33,6 +38,9 @@ from proxy.cache.disk import DEFAULT_DISK_BYTES, DiskTier
 from proxy.cache.entry import CacheEntry
 from proxy.cache.flight import FileLocks, SingleFlight
 from proxy.cache.memory import DEFAULT_MEMORY_BYTES, MemoryTier
+from proxy.cache.redis import RedisTier
+from proxy.cache.redis_locks import RedisLocks
+from proxy.cache.redis_purges import Purge, PurgeChannel
 from proxy.cache.scan import DiskStats
 from proxy.cache.types import (
     NEGATIVE,
@@ -72,6 +80,38 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_NEGATIVE_TTL = 60.0
+T = TypeVar("T")
+
+
+class LowerTier(Protocol):
+    """The tier under memory: the local disk, or the shared Redis tier."""
+
+    async def read(self, key_id: str) -> CacheEntry | None: ...
+
+    async def write(self, key_id: str, entry: CacheEntry) -> None: ...
+
+    async def delete(
+        self,
+        fingerprint: str,
+        zooms: range | None = None,
+        xs: range | None = None,
+        ys: range | None = None,
+        namespaces: Collection[str] | None = None,
+    ) -> DiskStats: ...
+
+    async def stats(self, fingerprint: str) -> DiskStats: ...
+
+
+class KeyLocks(Protocol):
+    """Single flight across processes: file locks, or Redis locks across replicas."""
+
+    async def run(
+        self,
+        name: str,
+        done: Callable[[], Awaitable[T | None]],
+        call: Callable[[], Awaitable[T]],
+        on_wait: Callable[[], None] | None = None,
+    ) -> T: ...
 
 
 class TileCache:
@@ -88,22 +128,41 @@ class TileCache:
         events: CacheEvents | None = None,
         clock: Callable[[], float] = time.time,
         lock_timeout: float = 15.0,
+        shared: RedisTier | None = None,
+        lock_lease: float = 5.0,
     ) -> None:
         self.memory = MemoryTier(memory_bytes)
         self.disk = DiskTier(root, disk_bytes, executor=executor, clock=clock)
+        self.shared = shared
+        self.lower: LowerTier = self.disk if shared is None else shared
+        self.purges = None if shared is None else PurgeChannel(shared)
         self.negative_ttl = negative_ttl
         self._events: CacheEvents = events or NoEvents()
         self._clock = clock
         self._flight: SingleFlight[str, CacheResult] = SingleFlight()
-        self._locks = FileLocks(Path(root) / ".locks", timeout=lock_timeout)
+        self._locks: KeyLocks = (
+            FileLocks(Path(root) / ".locks", timeout=lock_timeout)
+            if shared is None
+            else RedisLocks(shared, lease=lock_lease, timeout=lock_timeout)
+        )
 
     async def start(self) -> None:
-        """Create the folder and sweep the disk tier once."""
-        await self.disk.start()
+        """Create the folder and sweep the disk tier once (no disk under a shared tier)."""
+        await (self.disk.start() if self.shared is None else self.shared.start())
+        if self.purges is not None:  # other replicas' purges reach this memory
+            self.purges.listen(lambda purge: self.memory.delete_where(purge.matches))
 
     async def close(self) -> None:
         """Wait for a running sweep (on shutdown; fetches in flight finish on their own)."""
         await self.disk.wait_sweep()
+        if self.purges is not None:
+            await self.purges.close()
+        if self.shared is not None:
+            await self.shared.close()
+
+    async def backend_status(self) -> str:
+        """``"ok"``, or ``"degraded"`` while the shared tier fails (then tiles skip it)."""
+        return "ok" if self.shared is None else await self.shared.status()
 
     @property
     def events(self) -> CacheEvents:
@@ -131,7 +190,7 @@ class TileCache:
         """The stored entry of ``key``, fresh or not (None when absent), without fetching."""
         entry = self.memory.get(key.id)
         if entry is None:
-            entry = await self.disk.read(key.id)
+            entry = await self.lower.read(key.id)
             if entry is not None:
                 self.memory.put(key.id, entry)
         return entry
@@ -148,7 +207,7 @@ class TileCache:
         neg_ttl = self.negative_ttl if negative_ttl is None else negative_ttl
         entry = self.memory.get(key.id)
         if entry is None:
-            entry = await self.disk.read(key.id)
+            entry = await self.lower.read(key.id)
             if entry is not None:
                 self.memory.put(key.id, entry)
         if entry is not None:
@@ -166,7 +225,7 @@ class TileCache:
         """Store ``entry`` in both tiers (e.g. each tile cut from one metatile fetch)."""
         self.memory.put(key.id, entry)
         try:
-            await self.disk.write(key.id, entry)
+            await self.lower.write(key.id, entry)
         except OSError as exc:  # a full disk degrades to memory only, never to an error
             log.warning("cache write failed for %s: %s", key.fingerprint[:12], exc)
 
@@ -198,25 +257,19 @@ class TileCache:
     ) -> DiskStats:
         """Delete a server's entries from both tiers: all, a zoom range, or tile ranges.
 
-        See :meth:`DiskTier.delete`; returns what was deleted from disk.
+        See :meth:`DiskTier.delete`; returns what was deleted from disk (or Redis).
         """
 
-        def match(key_id: str) -> bool:
-            _, fp, ns, z, x, y = key_id.split("/")
-            return (
-                fp == fingerprint
-                and (namespaces is None or ns in namespaces)
-                and (zooms is None or int(z) in zooms)
-                and (xs is None or int(x) in xs)
-                and (ys is None or int(y) in ys)
-            )
-
-        self.memory.delete_where(match)
-        return await self.disk.delete(fingerprint, zooms, xs, ys, namespaces)
+        purge = Purge.of(fingerprint, zooms, xs, ys, namespaces)
+        self.memory.delete_where(purge.matches)
+        gone = await self.lower.delete(fingerprint, zooms, xs, ys, namespaces)
+        if self.purges is not None:  # and from the other replicas' memory
+            await self.purges.publish(purge)
+        return gone
 
     async def stats(self, fingerprint: str) -> CacheStats:
         """One server's entries and bytes on disk (a scan in the executor) and in memory."""
-        disk = await self.disk.stats(fingerprint)
+        disk = await self.lower.stats(fingerprint)
         mem_entries = mem_bytes = 0
         for key_id, found in self.memory.items():
             if key_id.split("/", 2)[1] == fingerprint:
@@ -245,7 +298,7 @@ class _Load:
 
     async def stored(self) -> CacheResult | None:
         """A fresh entry another process stored while we waited for its lock."""
-        entry = await self.cache.disk.read(self.key.id)
+        entry = await self.cache.lower.read(self.key.id)
         if entry is None:
             return None
         age = self.cache._clock() - entry.stored_at

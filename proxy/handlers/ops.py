@@ -15,14 +15,21 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """GET /ready: the catalog answers and takes writes, and the executor takes work."""
+    """GET /ready: the catalog answers and takes writes, and the executor takes work.
+
+    ``backends`` details each one. A degraded cache (Redis down or slow) keeps the answer
+    200: tiles are still served, from the upstream, and a 503 from every replica at once
+    would make the load balancer drop them all for the loss of an optimisation.
+    """
     services = request.app[SERVICES]
     try:
         await services.catalog.ping()
         await services.upstream.run(int, 1)
     except ProxyError as exc:
-        return json_response({"status": "not ready", **error_body(exc)}, 503)
+        body = {"status": "not ready", "backends": {"catalog": "unavailable"}, **error_body(exc)}
+        return json_response(body, 503)
     except Exception as exc:  # readiness reports any failure as not ready
         error = {"code": "not_ready", "message": str(exc), "hint": hint_for(exc)}
         return json_response({"status": "not ready", "error": error}, 503)
-    return json_response({"status": "ready"})
+    cache = await services.tile_cache.backend_status()
+    return json_response({"status": "ready", "backends": {"catalog": "ok", "cache": cache}})
