@@ -256,3 +256,31 @@ async def job_json_of(tmp_path: Path, job_id: str) -> dict[str, Any]:
         return job_view(record)
     finally:
         await catalog.close()
+
+
+async def test_a_cancel_made_by_another_process_stops_the_running_cells(client, upstream, kind):
+    for index in range(4):
+        upstream.gated.update(tuple(t) for t in tiles_of_cell(index, 1))
+    job_id = await start_job(client, upstream, cells=4, per_cell=1)
+    while upstream.gated_in_flight < 2:
+        await asyncio.sleep(0.02)
+    # Straight in the catalog, as `imagery-proxy jobs cancel` or another worker does: this
+    # process's runner learns it only by polling its claims.
+    assert await client.server.app[JOBS].services.catalog.jobs.cancel(job_id) == "running"
+    for _ in range(200):
+        if len(kind.cancelled) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(kind.cancelled) == [0, 1]
+    assert leftovers(outputs(client)) == []
+    upstream.gate.set()  # let the upstream's held answers go
+
+
+async def test_a_service_with_no_job_workers_leaves_jobs_to_others(
+    aiohttp_client, tmp_path, upstream, kind
+):
+    app = create_app(job_settings(tmp_path, job_workers=0), kinds={"tiles": kind})
+    client = await aiohttp_client(app, headers={"X-API-Key": API_KEY})
+    job_id = await start_job(client, upstream, cells=1, per_cell=1)
+    await asyncio.sleep(0.3)  # six polls of a runner, had there been one
+    assert (await job_json(client, job_id))["state"] == "pending" and kind.started == []
