@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from proxy.api_models import validate_body
-from proxy.catalog.base import ENDED
+from proxy.catalog.base import ENDED, CellStore, JobRecord
 from proxy.errors import InvalidInput, NotFound
 from proxy.http import json_response, read_json
 from proxy.images.store import load_image, load_server
@@ -131,6 +131,19 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    try:
+        await _stream(response, jobs, record, cells_store)
+    except ConnectionResetError:  # the client went away: nothing more to send
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _stream(
+    response: web.StreamResponse, jobs: Jobs, record: JobRecord, cells_store: CellStore
+) -> None:
+    """Send the job's events until it ends (polling the catalog, which every process shares)."""
+    job_id = record.id
     seen_job: tuple[Any, ...] | None = None
     seen_cells: dict[int, tuple[str, str | None]] = {}
     pinged = time.monotonic()
@@ -153,8 +166,6 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             pinged = time.monotonic()
         await asyncio.sleep(EVENT_INTERVAL)
         record = await jobs.get(job_id)
-    await response.write_eof()
-    return response
 
 
 def _live_ids(jobs: Jobs) -> set[str]:

@@ -127,6 +127,8 @@ class JobRunner:
                 await self._finish_ready()
             except CatalogUnavailable as exc:
                 log.warning("job runner: %s", exc.message)
+            except Exception:  # a bug must not stop the slot: log it, go on after a poll
+                log.exception("job runner: unexpected error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
 
