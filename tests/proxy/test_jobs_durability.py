@@ -26,7 +26,7 @@ KEY = "durability-key"
 HEADERS = {"X-API-Key": KEY}
 
 
-async def start_serve(data_dir: Path, port: int) -> asyncio.subprocess.Process:
+async def start_serve(data_dir: Path, port: int, workers: int = 1) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -38,7 +38,7 @@ async def start_serve(data_dir: Path, port: int) -> asyncio.subprocess.Process:
         "IMAGERY_PROXY_UPSTREAM_RETRIES": "0",
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.cli", "serve", "--port", str(port),
+        sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", str(workers),
         cwd=data_dir.parent, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -160,3 +160,41 @@ async def _cells(data_dir: Path, job_id: str) -> list[dict[str, Any]]:
         return [cell_feature(c) for c in await catalog.cells.of_job(job_id)]
     finally:
         await catalog.close()
+
+
+@pytest.mark.slow
+async def test_two_worker_processes_share_a_job_and_run_each_cell_once(
+    aiohttp_server, renderer, tmp_path
+):
+    upstream = TileUpstream(renderer)
+    upstream.delay = 0.01
+    served = await aiohttp_server(upstream.app, host="127.0.0.1")
+    url = str(served.make_url("")).rstrip("/") + "/t/{z}/{x}/{y}.png"
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await start_serve(data_dir, port, workers=2)
+    async with aiohttp.ClientSession() as session:
+        try:
+            await wait_healthy(session, base)
+            body = {"type": "xyz", "name": "gt", "url": url}
+            async with session.post(f"{base}/servers", json=body, headers=HEADERS) as resp:
+                server_id = (await resp.json())["id"]
+            body = {"server_id": server_id, "name": "two", "aois": AOI, "method": "download",
+                    "resolution": 2.0, "max_cell_pixels": 256}  # fmt: skip
+            async with session.post(f"{base}/imports", json=body, headers=HEADERS) as resp:
+                assert resp.status == 202, await resp.text()
+                job_id = (await resp.json())["job"]["id"]
+            for _ in range(1200):
+                job = await get_json(session, f"{base}/jobs/{job_id}")
+                if job["state"] in ("done", "failed", "cancelled"):
+                    break
+                await asyncio.sleep(0.1)
+            geojson = await get_json(session, f"{base}/jobs/{job_id}/cells.geojson")
+        finally:
+            proc.terminate()
+            await proc.wait()
+    assert job["state"] == "done", job
+    assert all(f["properties"]["attempt"] == 1 for f in geojson["features"])  # claimed once
+    assert len(list((data_dir / "outputs").rglob("*.tif"))) == job["cells_total"]
