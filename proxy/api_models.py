@@ -247,8 +247,8 @@ class ImportAsk(BaseModel):
     )
     method: Literal["streaming", "download"] = Field(
         default="streaming",
-        description="streaming: an image read on demand; download: comes with the "
-        "materializer (answers 422 not_available_yet today)",
+        description="streaming: an image read on demand; download: the image and a job "
+        "materializing it into Cloud-Optimized GeoTIFFs (202)",
     )
     resolution: float | None = Field(
         default=None, gt=0, le=100_000, description="m/px; default: the server's"
@@ -265,6 +265,9 @@ class ImportAsk(BaseModel):
     )
     max_cell_pixels: int | None = Field(
         default=None, ge=1, le=10**9, description="download cells' size; default: the setting"
+    )
+    compression: Literal["jpeg", "webp", "deflate", "lzw", "zstd"] | None = Field(
+        default=None, description="download: the GeoTIFFs' compression (default deflate)"
     )
 
 

@@ -10,11 +10,15 @@ from typing import Any
 import orjson
 
 from proxy.api_models import ImportAsk, validate_body
+from proxy.cli_jobs import add_materialize_options, run_here
 from proxy.config import Settings
 from proxy.images import ask as asks
 from proxy.images.errors import InvalidBBox
 from proxy.images.formats import encode
 from proxy.images.store import image_view, import_server, load_image, load_server
+from proxy.jobs.downloads import start_download
+from proxy.jobs.registry import default_kinds
+from proxy.jobs.service import Jobs
 from proxy.services import open_services
 
 
@@ -27,6 +31,18 @@ def add_commands(commands: Any) -> None:
     imp.add_argument("--resolution", type=float, help="m/px (default: the server's)")
     imp.add_argument("--crs", help="EPSG code, or utm (default EPSG:3857)")
     imp.add_argument("--plan", action="store_true", help="print the plan, import nothing")
+    imp.add_argument(
+        "--method",
+        choices=("streaming", "download"),
+        default="streaming",
+        help="download: also materialize the image into GeoTIFFs (a job)",
+    )
+    add_materialize_options(imp)
+    imp.add_argument(
+        "--wait",
+        action="store_true",
+        help="download: run the job here with a progress bar until it ends",
+    )
     imp.set_defaults(run=cmd_import)
 
     images = commands.add_parser("images", help="streaming images in the catalog")
@@ -59,18 +75,34 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         body["resolution"] = args.resolution
     if args.crs is not None:
         body["crs"] = args.crs
+    body["method"] = args.method
+    for key in ("max_cell_pixels", "compression"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
     ask: ImportAsk = validate_body(ImportAsk, body)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> tuple[dict[str, Any], int]:
         async with open_services(settings) as services:
             server = await import_server(services, ask)
             images = ImageService(services)
             if args.plan:
-                return (await images.plan(ask, server)).answer
-            return image_view(await images.create(ask, server))
+                return (await images.plan(ask, server)).answer, 0
+            image = await images.create(ask, server)
+            if ask.method != "download":
+                return image_view(image), 0
+            jobs = Jobs(services, default_kinds())
+            job = await start_download(jobs, image, ask)
+            answer = {"image": image_view(image), "job": jobs.view(job)}
+            if not args.wait:
+                return answer, 0
+            _print_json(answer)
+            job = await run_here(services, jobs, job)  # prints the job as it ends
+            return {}, 0 if job.state == "done" else 1
 
-    _print_json(asyncio.run(run()))
-    return 0
+    answer, status = asyncio.run(run())
+    if answer:
+        _print_json(answer)
+    return status
 
 
 def cmd_images_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,6 +110,31 @@ class Settings:
     webp_quality: int = attrs.field(
         default=codecs.WEBP_QUALITY, converter=int, validator=attrs.validators.in_(range(101))
     )
+    # Jobs (SPEC §6): cells run at once per process (0: this process runs no job), the
+    # share of a server's max_concurrency jobs may take, where outputs land (default
+    # data_dir/outputs), and the claim lease a running cell renews every heartbeat.
+    job_workers: int = attrs.field(default=2, converter=int, validator=attrs.validators.ge(0))
+    job_upstream_share: float = attrs.field(
+        default=0.5, converter=float, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
+    )
+    outputs_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    job_lease_seconds: float = attrs.field(
+        default=30.0, converter=float, validator=attrs.validators.gt(0)
+    )
+    job_heartbeat_seconds: float = attrs.field(
+        default=10.0, converter=float, validator=attrs.validators.gt(0)
+    )
+    # How often a running cell checks it still holds its claim (a cancel from another
+    # process stops it within this), and an idle runner looks for work.
+    job_poll_seconds: float = attrs.field(
+        default=1.0, converter=float, validator=attrs.validators.gt(0)
+    )
+
+    @property
+    def outputs_root(self) -> Path:
+        """The folder job outputs land in."""
+        return self.outputs_dir if self.outputs_dir is not None else self.data_dir / "outputs"
+
     # Shared tile tier (proxy/cache/redis.py): "" keeps the cache local (memory over disk);
     # redis://host:port/db (or rediss://, unix://) puts Redis under each replica's memory.
     cache_url: str = attrs.field(default="", validator=lambda _i, _a, v: _cache_url(v))

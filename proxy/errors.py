@@ -77,6 +77,12 @@ class TileNotFound(NotFound):
     code = "tile_not_found"
 
 
+class Conflict(ProxyError):
+    """The resource is not in a state that allows the request (409)."""
+
+    code = "conflict"
+
+
 class ServerDeleted(ProxyError):
     """The image's server was deleted: the image cannot be read any more."""
 
@@ -141,6 +147,7 @@ STATUS: dict[type[Exception], int] = {
     InvalidInput: 422,
     Unauthorized: 401,
     NotFound: 404,
+    Conflict: 409,
     ServerDeleted: 410,
     NotAvailableYet: 422,
     BlockedAddress: 403,
@@ -182,6 +189,7 @@ HINTS: dict[type[Exception], str] = {
     TileNotFound: "ask for a zoom inside the server's range (its TileJSON lists it)",
     InvalidTile: "z is 0..24 and x, y are 0..2^z-1 in WebMercatorQuad",
     UnknownFormat: "use .png, .jpg, .jpeg, .webp, or no extension for the upstream's format",
+    Conflict: "read the resource's state (GET it) and ask again when it allows this",
     ServerDeleted: "delete the image, or import its AOIs again over another server",
     NotAvailableYet: "use the options the API documentation lists as available",
     BlockedAddress: "allow its network in the allowed_networks setting if it is trusted",

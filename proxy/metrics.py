@@ -43,6 +43,11 @@ UNSAVED = "unsaved"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 SERVER: contextvars.ContextVar[str] = contextvars.ContextVar("SERVER", default=UNSAVED)
+# Set while a job's cell runs: every upstream request sent inside adds one (the cell's count).
+REQUEST_COUNTER: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "REQUEST_COUNTER", default=None
+)
+JOB_STATES = ("pending", "running", "paused", "done", "failed", "cancelled")
 
 
 @contextmanager
@@ -180,6 +185,9 @@ class UpstreamMetrics:
     def started(self) -> None:
         """A request is sent."""
         self.in_flight.labels(SERVER.get()).inc()
+        counter = REQUEST_COUNTER.get()
+        if counter is not None:
+            counter[0] += 1
 
     def finished(self, status: int | None, seconds: float, error: str | None = None) -> None:
         """The request ended: with an HTTP ``status``, or with the code of an ``error``."""
@@ -191,6 +199,43 @@ class UpstreamMetrics:
             self.errors.labels(server, error).inc()
 
 
+class JobMetrics:
+    """Jobs by state (read from the catalog at each scrape), cells and bytes by kind."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # Every process reads the same catalog: the latest reading is the figure.
+        self.states = Gauge(
+            f"{PREFIX}_jobs",
+            "Jobs in the catalog by state",
+            ["state"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.cells = Counter(
+            f"{PREFIX}_job_cells",
+            "Job cells finished by this service, by kind and outcome (done, failed)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            f"{PREFIX}_job_bytes_written",
+            "Bytes of job outputs written, by kind",
+            ["kind"],
+            registry=registry,
+        )
+
+    def set_states(self, counts: dict[str, int]) -> None:
+        """Set the gauge from the catalog's count of jobs per state."""
+        for state in JOB_STATES:
+            self.states.labels(state).set(counts.get(state, 0))
+
+    def cell(self, kind: str, outcome: str, bytes_written: int = 0) -> None:
+        """A cell ended with ``outcome`` (done or failed) having written ``bytes_written``."""
+        self.cells.labels(kind, outcome).inc()
+        if bytes_written:
+            self.bytes.labels(kind).inc(bytes_written)
+
+
 class Metrics:
     """Every metric of one process, in its own registry (tests build several apps)."""
 
@@ -198,6 +243,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.upstream = UpstreamMetrics(self.registry)
         self.cache = CacheMetrics(self.registry)
+        self.jobs = JobMetrics(self.registry)
         self.quota = QuotaMetrics(self.registry)
         self.reads = Counter(
             f"{PREFIX}_reads", "Streaming reads served", ["server"], registry=self.registry

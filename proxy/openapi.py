@@ -116,6 +116,11 @@ def _operation(route: Route, schemas: Schemas, error: dict[str, Any]) -> dict[st
     if route.public:
         op["security"] = []
     op["responses"] = {str(route.ok): _success(route, schemas)}
+    for status, model in route.other_ok:
+        op["responses"][str(status)] = {
+            "description": route.summary,
+            "content": {"application/json": {"schema": schemas.ref(model)}},
+        }
     for status in error_statuses(route):
         op["responses"][str(status)] = {"description": ERROR_REASONS[status], "content": error}
     op["responses"]["default"] = {"description": "any other error", "content": error}

@@ -111,6 +111,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown=settings.breaker_cooldown,
         rate_max_wait=settings.upstream_timeout,
+        job_upstream_share=settings.job_upstream_share,
         fingerprints=Fingerprints(fingerprint_key),
         quotas=quotas,
     )

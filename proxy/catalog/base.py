@@ -6,7 +6,8 @@ for several replicas) implements the same Protocols later and nothing above chan
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -93,8 +94,200 @@ class ImageStore(Protocol):
         """Delete an image; ``False`` when there was none."""
 
 
-# Next kinds of record, one Protocol each: JobStore (materialize and seed jobs) and
-# CellStore (a job's cells and their states), each then a field of Catalog below.
+# ---- jobs and their cells (SPEC §6) --------------------------------------------------
+
+JobState = Literal["pending", "running", "paused", "done", "failed", "cancelled"]
+CellState = Literal["pending", "running", "done", "failed"]
+ENDED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+@attrs.frozen(kw_only=True)
+class NewJob:
+    """What makes a job (the store gives the id, the state and the times)."""
+
+    kind: str
+    name: str
+    server_id: str
+    image_id: str | None
+    params: dict[str, Any]
+    outputs: dict[str, Any] | None = None  # {"folder", "stac"} relative to the outputs root
+
+
+@attrs.frozen(kw_only=True)
+class NewCell:
+    """One planned cell of a new job."""
+
+    index: int
+    spec: dict[str, Any]
+    polygon: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class CellCounts:
+    """A job's cells per state."""
+
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every cell."""
+        return self.pending + self.running + self.done + self.failed
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """A stored job with its cells' counters (summed by the store when read)."""
+
+    id: str
+    kind: str
+    name: str
+    server_id: str
+    image_id: str | None
+    params: dict[str, Any]
+    state: JobState
+    paused_until: float | None  # Unix seconds
+    paused_reason: str | None
+    paused_message: str | None
+    outputs: dict[str, Any] | None
+    error: str | None  # of the job's end (kind.finish), not of a cell
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    cells: CellCounts
+    bytes_written: int
+    upstream_requests: int
+
+
+@attrs.frozen(kw_only=True)
+class CellRecord:
+    """One cell of a job as stored."""
+
+    job_id: str
+    index: int
+    spec: dict[str, Any]
+    polygon: dict[str, Any]
+    state: CellState
+    owner: str | None
+    lease_until: float | None
+    attempt: int
+    error: str | None
+    output: str | None
+    bytes: int
+    upstream_requests: int
+    finished_at: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """A cell claimed by one owner: ``attempt`` fences every later write of that claim."""
+
+    job_id: str
+    kind: str
+    params: dict[str, Any]
+    server_id: str
+    index: int
+    attempt: int
+    spec: dict[str, Any]
+
+
+class JobStore(Protocol):
+    """Storage of jobs. Every operation is one short transaction, safe across processes.
+
+    The same operations map onto PostgreSQL (``SELECT ... FOR UPDATE SKIP LOCKED`` for
+    claims), so several replicas can share one queue.
+    """
+
+    async def create(self, job: NewJob, cells: Sequence[NewCell]) -> JobRecord:
+        """Store a new job (state ``pending``) and all its cells (``pending``) at once."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job, with its counters; ``None`` when there is none."""
+
+    async def recent(self, state: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Jobs, newest first, optionally in one state."""
+
+    async def cancel(self, job_id: str) -> str | None:
+        """Cancel a job that has not ended; return the state it had (``None``: no job).
+
+        Running cells go back to ``pending`` without an owner, so their attempts' writes
+        are refused from then on.
+        """
+
+    async def retry(self, job_id: str) -> int | None:
+        """Failed cells back to ``pending`` and the job runs again; how many (``None``: no job).
+
+        A cancelled job resumes its unfinished cells too.
+        """
+
+    async def pause(self, job_id: str, until: float, reason: str, message: str) -> None:
+        """No cell of the job is claimed before ``until`` (Unix seconds)."""
+
+    async def finishable(self) -> list[str]:
+        """Jobs not ended whose every cell is done or failed (their end is still to run)."""
+
+    async def begin_finish(self, job_id: str, owner: str, lease_seconds: float) -> bool:
+        """Take the job's end (kind.finish) for ``owner``: ``True`` for one owner only."""
+
+    async def end_finish(self, job_id: str, owner: str, error: str | None) -> str | None:
+        """The job ends ``done`` or ``failed``; its final state (``None``: not ``owner``'s)."""
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many jobs in each state."""
+
+
+class CellStore(Protocol):
+    """Claims, leases and results of cells, fenced by ``attempt``."""
+
+    async def claim(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        job_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> Claim | None:
+        """Claim one cell (pending, or running with its lease expired), attempt + 1."""
+
+    async def heartbeat(
+        self, job_id: str, index: int, owner: str, attempt: int, lease_seconds: float
+    ) -> bool:
+        """Extend the lease of ``owner``'s claim; ``False`` when it is not theirs any more."""
+
+    async def holds(self, job_id: str, index: int, owner: str, attempt: int) -> bool:
+        """Whether ``owner``'s claim ``attempt`` still runs the cell (polled: a read)."""
+
+    async def complete(
+        self,
+        job_id: str,
+        index: int,
+        attempt: int,
+        *,
+        output: str | None,
+        bytes_written: int,
+        upstream_requests: int,
+    ) -> bool:
+        """The claim ``attempt`` made its cell; ``False`` (nothing written) for a stale one."""
+
+    async def fail(
+        self, job_id: str, index: int, attempt: int, error: str, upstream_requests: int = 0
+    ) -> bool:
+        """The claim ``attempt`` failed with ``error``; ``False`` for a stale one."""
+
+    async def release(self, job_id: str, index: int, attempt: int) -> bool:
+        """Give a running claim back (``pending``), e.g. on a pause or a shutdown."""
+
+    async def of_job(self, job_id: str) -> list[CellRecord]:
+        """The job's cells by index."""
+
+    async def running_owners(self) -> list[str]:
+        """The owners of running cells."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Give back every running cell of ``owner`` (known dead); how many."""
 
 
 class Database(Protocol):
@@ -114,6 +307,8 @@ class Catalog:
     database: Database
     servers: ServerStore
     images: ImageStore
+    jobs: JobStore
+    cells: CellStore
 
     async def ping(self) -> None:
         """Raise when the catalog cannot answer (readiness)."""

@@ -59,6 +59,49 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (server_id, kind, slot)
         ) WITHOUT ROWID""",
     ),
+    # 5: jobs and their cells (SPEC §6). Times people read are ISO text; lease and pause
+    # times are Unix seconds (REAL), compared in every claim.
+    (
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            server_id TEXT NOT NULL,
+            image_id TEXT,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL,
+            paused_until REAL,
+            paused_reason TEXT,
+            paused_message TEXT,
+            outputs TEXT,
+            error TEXT,
+            finisher TEXT,
+            finisher_until REAL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        )""",
+        "CREATE INDEX jobs_by_age ON jobs (created_at)",
+        "CREATE INDEX jobs_by_state ON jobs (state)",
+        """CREATE TABLE cells (
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            spec TEXT NOT NULL,
+            polygon TEXT NOT NULL,
+            state TEXT NOT NULL,
+            owner TEXT,
+            lease_until REAL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            output TEXT,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            upstream_requests INTEGER NOT NULL DEFAULT 0,
+            finished_at TEXT,
+            PRIMARY KEY (job_id, idx)
+        )""",
+        "CREATE INDEX cells_by_state ON cells (state, job_id)",
+    ),
 )
 
 

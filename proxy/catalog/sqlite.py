@@ -15,7 +15,9 @@ from typing import TypeVar
 
 from proxy.catalog.base import Catalog
 from proxy.catalog.migrations import migrate
+from proxy.catalog.sqlite_cells import SQLiteCellStore
 from proxy.catalog.sqlite_images import SQLiteImageStore
+from proxy.catalog.sqlite_jobs import SQLiteJobStore
 from proxy.catalog.sqlite_servers import SQLiteServerStore
 from proxy.errors import CatalogUnavailable, StartupError
 
@@ -29,6 +31,8 @@ async def open_catalog(path: Path) -> Catalog:
         database=database,
         servers=SQLiteServerStore(database),
         images=SQLiteImageStore(database),
+        jobs=SQLiteJobStore(database),
+        cells=SQLiteCellStore(database),
     )
 
 

@@ -34,7 +34,8 @@ from proxy.images.store import (
     tile_intersects,
 )
 from proxy.images.tilejson import image_tilejson
-from proxy.keys import SERVICES
+from proxy.jobs.downloads import start_download
+from proxy.keys import JOBS, SERVICES
 from proxy.services import Services
 from proxy.tiles.tilejson import base_url
 from proxy.tokens import image_scope
@@ -63,10 +64,17 @@ async def plan_import(request: web.Request) -> web.Response:
 
 
 async def create_import(request: web.Request) -> web.Response:
-    """POST /imports: make a streaming image at once (``method: streaming``)."""
+    """POST /imports: make a streaming image at once (``method: streaming``, 201).
+
+    ``method: download`` also starts a job materializing it (202 ``{"image", "job"}``).
+    """
     ask: ImportAsk = validate_body(ImportAsk, await read_json(request))
     server = await import_server(request.app[SERVICES], ask)
     record = await _service(request).create(ask, server)
+    if ask.method == "download":
+        job = await start_download(request.app[JOBS], record, ask)
+        answer = {"image": image_view(record), "job": request.app[JOBS].view(job)}
+        return json_response(answer, 202, {"Location": f"/jobs/{job.id}"})
     return json_response(image_view(record), 201, {"Location": f"/images/{record.id}"})
 
 

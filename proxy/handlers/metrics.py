@@ -17,6 +17,7 @@ async def metrics(request: web.Request) -> web.Response:
     """GET /metrics (API key needed unless the setting ``metrics_public`` is true)."""
     services = request.app[SERVICES]
     services.metrics.refresh()  # reads the cache tiers, which live in the loop
+    services.metrics.jobs.set_states(await services.catalog.jobs.count_by_state())
     await report_usage(services)  # quota gauges, from the shared counters
     loop = asyncio.get_running_loop()
     body = await loop.run_in_executor(services.executor, services.metrics.expose)

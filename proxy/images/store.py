@@ -11,7 +11,7 @@ from rasterio.warp import transform_bounds
 
 from proxy.api_models import ImportAsk
 from proxy.catalog.base import ImageRecord, ServerRecord
-from proxy.errors import NotAvailableYet, NotFound, ServerDeleted
+from proxy.errors import NotFound, ServerDeleted
 from proxy.images.errors import ImageNotFound
 from proxy.services import Services
 from streaming import grid as tiling
@@ -32,12 +32,7 @@ async def load_image(services: Services, image_id: str) -> ImageRecord:
 
 
 async def import_server(services: Services, ask: ImportAsk) -> ServerRecord:
-    """The server an import reads; a ``download`` import is not available yet (422)."""
-    if ask.method != "streaming":
-        raise NotAvailableYet(
-            "method download comes with the materializer (SPEC §6), not in this release",
-            hint='use method "streaming" (the default): reads fetch only what they need',
-        )
+    """The server an import reads (404 when there is none)."""
     server = await services.catalog.servers.get(ask.server_id)
     if server is None:
         raise NotFound(

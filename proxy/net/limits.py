@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from aiolimiter import AsyncLimiter
 
@@ -74,11 +77,32 @@ class CircuitBreaker:
             self.trial = None
 
 
+# Set while a job's cell runs: its upstream requests take a job slot first (ServerLimits).
+JOB_TRAFFIC: contextvars.ContextVar[bool] = contextvars.ContextVar("JOB_TRAFFIC", default=False)
+
+
+@contextmanager
+def job_traffic() -> Iterator[None]:
+    """Count what runs inside as a job's traffic, held to the servers' job share."""
+    token = JOB_TRAFFIC.set(True)
+    try:
+        yield
+    finally:
+        JOB_TRAFFIC.reset(token)
+
+
+def job_slots(max_concurrency: int, share: float) -> int:
+    """The requests jobs may have in flight at once: ``floor(share * cap)``, at least 1."""
+    return max(1, min(max_concurrency, math.floor(share * max_concurrency)))
+
+
 class ServerLimits:
     """A server's concurrency cap, request rate and breaker, shared by all its sources.
 
     ``async with limits:`` wraps one upstream request, which calls ``limits.breaker.record``
-    with its outcome before leaving the block.
+    with its outcome before leaving the block. A request of a job (:data:`JOB_TRAFFIC`)
+    first takes one of the ``job_slots``, a share of the cap, so map clients and detector
+    reads always keep the rest of it.
     """
 
     def __init__(
@@ -87,8 +111,11 @@ class ServerLimits:
         rate_limit: float | None,
         breaker: CircuitBreaker,
         max_wait: float = 30.0,
+        job_share: float = 1.0,
     ) -> None:
         self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.job_slots = job_slots(max_concurrency, job_share)
+        self.job_semaphore = asyncio.Semaphore(self.job_slots)
         self.rate = rate_limiter(rate_limit) if rate_limit else None
         self.rate_limit = rate_limit
         self.breaker = breaker
@@ -96,7 +123,15 @@ class ServerLimits:
 
     async def __aenter__(self) -> None:
         self.breaker.check()  # fail fast without queueing
-        await self.semaphore.acquire()
+        job = JOB_TRAFFIC.get()
+        if job:
+            await self.job_semaphore.acquire()
+        try:
+            await self.semaphore.acquire()
+        except BaseException:
+            if job:
+                self.job_semaphore.release()
+            raise
         try:
             if self.rate is not None:
                 await self._rate_slot()
@@ -104,12 +139,17 @@ class ServerLimits:
             # once the breaker opened, and only a request about to be sent is the trial.
             self.breaker.admit(asyncio.current_task())
         except BaseException:
-            self.semaphore.release()
+            self._release(job)
             raise
 
     async def __aexit__(self, *exc: object) -> None:
         self.breaker.release(asyncio.current_task())
+        self._release(JOB_TRAFFIC.get())
+
+    def _release(self, job: bool) -> None:
         self.semaphore.release()
+        if job:
+            self.job_semaphore.release()
 
     async def _rate_slot(self) -> None:
         # A slow rate (0.01/s) would hold a request for minutes: past the upstream

@@ -2,8 +2,8 @@
 
 This table is the single source of the router and of the OpenAPI document
 (:mod:`proxy.openapi`): a route is added by adding one :class:`Route` to
-:mod:`proxy.routes.servers` or :mod:`proxy.routes.images`, with the pydantic models its
-handler validates and answers.
+:mod:`proxy.routes.servers`, :mod:`proxy.routes.images` or :mod:`proxy.routes.jobs`,
+with the pydantic models its handler validates and answers.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from aiohttp import web
 from proxy.console import setup_console
 from proxy.openapi import API_DOC, build_document
 from proxy.routes.images import IMAGE_ROUTES
+from proxy.routes.jobs import JOB_ROUTES
 from proxy.routes.route import Route
 from proxy.routes.servers import SERVER_ROUTES
 
 __all__ = ["PUBLIC_PATHS", "ROUTES", "Route", "setup_routes"]
 
-ROUTES: tuple[Route, ...] = SERVER_ROUTES + IMAGE_ROUTES
+ROUTES: tuple[Route, ...] = SERVER_ROUTES + IMAGE_ROUTES + JOB_ROUTES
 
 # Read by the auth middleware: these answer without an API key.
 PUBLIC_PATHS = frozenset(route.path for route in ROUTES if route.public)

@@ -15,6 +15,7 @@ from proxy.api_models import (
     TileJSON,
 )
 from proxy.handlers import images
+from proxy.jobs.api_models import ImportStarted
 from proxy.routes.route import TOKEN_QUERY, UPSTREAM_ERRORS, Route, query_param
 
 READ_MEDIA = ("image/tiff", "application/x-npy", "image/png", "image/jpeg")
@@ -57,11 +58,12 @@ IMAGE_ROUTES: tuple[Route, ...] = (
         method="POST",
         path="/imports",
         handler=images.create_import,
-        summary="Import AOIs of a server as a streaming image",
+        summary="Import AOIs of a server as a streaming image (download: and materialize it)",
         tag="images",
         body=ImportAsk,
         ok=201,
         answer=ImageView,
+        other_ok=((202, ImportStarted),),
         errors=(400, 404, *UPSTREAM_ERRORS),
     ),
     Route(

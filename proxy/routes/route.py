@@ -52,6 +52,7 @@ class Route:
     body: Any = None  # the model of the JSON request body (None: no body)
     body_required: bool = True
     ok: int = 200  # the success status
+    other_ok: tuple[tuple[int, Any], ...] = ()  # other success statuses and their JSON models
     answer: Any = None  # the model of the success answer (a str: a media type; None: empty)
     also: tuple[str, ...] = ()  # other media types of the success answer
     errors: tuple[int, ...] = ()  # error statuses beyond those the route's shape implies

@@ -91,6 +91,7 @@ class UpstreamContext:
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     rate_max_wait: float = 30.0  # longest wait for a rate-limit slot (the upstream timeout)
+    job_upstream_share: float = 1.0  # share of max_concurrency jobs may use (the service: 0.5)
     capabilities_limits: CapabilitiesLimits = attrs.field(factory=CapabilitiesLimits)
     # The service passes the installation's key; a context of its own gets a random one.
     fingerprints: Fingerprints = attrs.field(factory=lambda: Fingerprints(secrets.token_bytes(32)))
@@ -122,7 +123,11 @@ class UpstreamContext:
         if limits is None:
             breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
             limits = ServerLimits(
-                config.max_concurrency, config.rate_limit, breaker, max_wait=self.rate_max_wait
+                config.max_concurrency,
+                config.rate_limit,
+                breaker,
+                max_wait=self.rate_max_wait,
+                job_share=self.job_upstream_share,
             )
             self.limits[key] = limits
         return limits

@@ -11,7 +11,18 @@ from proxy.catalog.migrations import MIGRATIONS, CatalogTooNew, migrate
 from proxy.catalog.sqlite import open_catalog
 
 LATEST = len(MIGRATIONS)
-TABLES = {"servers", "servers_by_age", "images", "images_by_age", "quota_usage"}
+TABLES = {
+    "servers",
+    "servers_by_age",
+    "images",
+    "images_by_age",
+    "quota_usage",
+    "jobs",
+    "jobs_by_age",
+    "jobs_by_state",
+    "cells",
+    "cells_by_state",
+}
 
 # The first release's schema and row, verbatim: its files never set user_version.
 FIRST_RELEASE_SCHEMA = """

@@ -95,10 +95,8 @@ async def test_an_image_whose_server_was_deleted_is_410(api, image):
     assert (await api.get(f"/images/{image.id}")).status == 200  # its metadata stays
 
 
-async def test_imports_refuse_download_unknown_servers_and_invalid_bodies(api, image):
+async def test_imports_refuse_unknown_servers_and_invalid_bodies(api, image):
     body = {"server_id": image.server_id, "name": "n", "aois": image.aois}
-    error = await error_of(await api.post("/imports", json={**body, "method": "download"}), 422)
-    assert error["code"] == "not_available_yet" and "materializer" in error["message"]
     error = await error_of(await api.post("/imports/plan", json={**body, "server_id": "nope"}), 404)
     assert error["code"] == "not_found"
     for bad in ({**body, "aois": "x"}, {**body, "resolution": 0}, {**body, "extra": 1}, []):

@@ -39,7 +39,7 @@ function summary(job) {
     h("div", { class: "bar", role: "progressbar", "aria-label": "Cells done", "aria-valuemin": "0",
       "aria-valuemax": String(job.cells_total), "aria-valuenow": String(done) },
     h("div", { style: `width: ${(100 * done) / total}%` })),
-    h("dl", { class: "meta" }, stats.map(([k, v]) => [h("dt", {}, k), h("dd", { "data-stat": k }, v)])),
+    h("dl", { class: "meta" }, stats.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-stat": k }, v)])),
     job.paused ? notice(`Paused: ${job.paused.message} (until ${job.paused.until})`) : null,
     job.outputs ? h("p", {}, "Outputs: ", h("code", {}, job.outputs.folder),
       job.outputs.stac ? [" · STAC: ", h("code", {}, job.outputs.stac)] : null) : null);
