@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from proxy.jobs.kinds import JobKind
 from proxy.jobs.materialize import MaterializeKind
+from proxy.jobs.seed import SeedKind
 
 
 def default_kinds() -> dict[str, JobKind]:
     """Every kind of job, by its name."""
-    kinds: list[JobKind] = [MaterializeKind()]
+    kinds: list[JobKind] = [MaterializeKind(), SeedKind()]
     return {kind.name: kind for kind in kinds}
