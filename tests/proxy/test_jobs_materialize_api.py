@@ -139,3 +139,32 @@ async def test_a_seed_job_through_the_api_fills_the_tile_cache(api, server_id):
     resp = await api.post(f"/servers/{server_id}/seed", json=body)
     again = await wait_done(api, (await resp.json())["id"])
     assert again["state"] == "done" and again["upstream_requests"] == 0, again
+
+
+async def test_a_materialize_request_answers_its_quota_share_and_can_require_it(
+    api, aiohttp_server, renderer
+):
+    served = await aiohttp_server(xyz_app(renderer), host="127.0.0.1")
+    url = str(served.make_url("")).rstrip("/") + "/a/tiles/{z}/{x}/{y}.png"
+    quota = {"requests": 3, "period": "day"}
+    server_id = await add_server(
+        api, {"type": "xyz", "url": url, "resolution": 4.0, "quota": quota}
+    )
+    resp = await api.post("/imports/plan", json={"server_id": server_id, "name": "q", "aois": AOI})
+    planned = await resp.json()
+    resp = await api.post("/imports", json={"server_id": server_id, "name": "q", "aois": AOI})
+    image_id = (await resp.json())["id"]
+
+    body = {"max_cell_pixels": 256, "require_quota": True}
+    resp = await api.post(f"/images/{image_id}/materialize", json=body)
+    assert resp.status == 409, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "quota_insufficient"
+    assert error["quota"]["requests"]["needed"] == planned["requests"] > 3
+    assert (await (await api.get("/jobs")).json())["jobs"] == []  # nothing started
+
+    resp = await api.post(f"/images/{image_id}/materialize", json={"max_cell_pixels": 256})
+    assert resp.status == 202, await resp.text()
+    share = (await resp.json())["quota"]
+    assert share["fits"] is False and share["requests"]["limit"] == 3
+    assert share["requests"]["needed"] == planned["requests"]
