@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -99,8 +100,8 @@ class S3Cell:
 
     def publish(self) -> int:
         """Validate, upload create-only, remove the temporary; the object's size."""
-        validate_cog(self.part, self.output.name)
         try:
+            validate_cog(self.part, self.output.name)
             size = self.store.upload_create_only(self.part, self.relative, self.metadata)
         except OutputExists:
             # Another attempt of this cell uploaded first (a worker past its lease): its
@@ -209,10 +210,13 @@ class S3Outputs:
             self.client.upload_file(
                 str(path), self.bucket, self.key(relative), ExtraArgs=args, Config=self.transfer
             )
-        except ClientError as exc:
-            if error_code(exc) in PRECONDITION_FAILED:
+        except (ClientError, S3UploadFailedError) as exc:
+            # boto3's transfer wraps the S3 error (raised inside its handler): unwrap it.
+            cause = exc if isinstance(exc, ClientError) else exc.__cause__ or exc.__context__
+            code = error_code(cause) if isinstance(cause, ClientError) else str(exc)
+            if code in PRECONDITION_FAILED:
                 raise OutputExists(relative) from exc
-            raise CellFailed(f"cannot upload {self.url(relative)}: {error_code(exc)}") from exc
+            raise CellFailed(f"cannot upload {self.url(relative)}: {code}") from exc
         except BotoCoreError as exc:
             raise CellFailed(f"cannot upload {self.url(relative)}: {exc}") from exc
         head = self.head(relative)
