@@ -1,9 +1,10 @@
 """The STAC Collection of a job's outputs: one Item per cell file, beside the files.
 
-Built from the cell files themselves (each GeoTIFF's header gives its CRS, transform and
-shape), so it needs nothing but the folder: ``collection.json`` and ``{name}_{n}.json``
-per ``{name}_{n}.tif``, every link and asset href relative (the folder can be moved or
-served as is). Each JSON file is written to a temporary and renamed: atomic.
+Built from each cell's header (CRS, transform, shape): read from the cell files in the
+outputs folder, or from the catalog's done cells for an S3 store (no download). Files:
+``collection.json`` and ``{name}_{n}.json`` per ``{name}_{n}.tif``, every link and asset
+href relative (the folder can be moved or served as is). Each JSON file is written to a
+temporary and renamed: atomic.
 """
 
 from __future__ import annotations

@@ -80,8 +80,11 @@ class OutputStore(Protocol):
         folder reads its files instead (it can be listed cheaply and is the truth there).
         """
 
-    def list_outputs(self, folder: str) -> list[tuple[str, int, dict[str, str]]]:
-        """The cell outputs under ``folder``: (relative key, size, metadata) each."""
+    def list_outputs(self, folder: str) -> list[tuple[str, int]]:
+        """The cell outputs under ``folder``: (relative key, size) each."""
+
+    def metadata(self, relative: str) -> dict[str, str]:
+        """Who published the output at ``relative`` (job, cell, attempt), if recorded."""
 
     def list_unfinished(self, folder: str) -> list[tuple[str, str]]:
         """Unfinished uploads under ``folder``: (relative key, upload id) each."""

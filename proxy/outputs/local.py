@@ -82,16 +82,20 @@ class LocalOutputs:
         headers = [read_header(p) for p in files]
         write_collection(path, path.name, description, headers, created, properties)
 
-    def list_outputs(self, folder: str) -> list[tuple[str, int, dict[str, str]]]:
+    def list_outputs(self, folder: str) -> list[tuple[str, int]]:
         """The cell files of the folder."""
         path = self.folder(folder)
         if not path.is_dir():
             return []
         return [
-            (f"{path.name}/{p.name}", p.stat().st_size, {})
+            (f"{path.name}/{p.name}", p.stat().st_size)
             for p in sorted(path.glob("*.tif"))
             if not p.name.startswith(".")
         ]
+
+    def metadata(self, relative: str) -> dict[str, str]:
+        """Nothing: a file has no metadata (the attempt is in its temporary's name only)."""
+        return {}
 
     def list_unfinished(self, folder: str) -> list[tuple[str, str]]:
         """Temporaries left in the folder (the upload id is the file name)."""

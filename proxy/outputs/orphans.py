@@ -26,22 +26,36 @@ from proxy.outputs.base import Orphan, OutputStore
 from proxy.services import Services
 
 
+def in_flight(cell: CellRecord | None, now: float) -> bool:
+    """Whether ``cell`` runs under a live claim (its outputs may be on their way)."""
+    return cell is not None and cell.state == "running" and (cell.lease_until or 0) > now
+
+
+def uncommitted(cells: list[CellRecord], objects: list[tuple[str, int]], now: float) -> list[str]:
+    """The objects of cells neither done nor in flight: those whose metadata is needed."""
+    by_file = {str(c.spec.get("file")): c for c in cells}
+    keys = []
+    for key, _size in objects:
+        cell = by_file.get(key.rsplit("/", 1)[-1])
+        if cell is not None and cell.state != "done" and not in_flight(cell, now):
+            keys.append(key)
+    return keys
+
+
 def classify(
     job: JobRecord,
     cells: list[CellRecord],
-    objects: list[tuple[str, int, dict[str, str]]],
+    objects: list[tuple[str, int]],
     unfinished: list[tuple[str, str]],
     now: float,
+    metadata_of: dict[str, dict[str, str]],
 ) -> list[Orphan]:
     """The orphans among a job's ``objects`` and ``unfinished`` uploads."""
     by_file = {str(c.spec.get("file")): c for c in cells}
     ended = job.state in ENDED
-
-    def in_flight(cell: CellRecord | None) -> bool:
-        return cell is not None and cell.state == "running" and (cell.lease_until or 0) > now
-
     orphans = []
-    for key, size, metadata in objects:
+    for key, size in objects:
+        metadata = metadata_of.get(key, {})
         cell = by_file.get(key.rsplit("/", 1)[-1])
         if cell is None:
             orphans.append(Orphan(key=key, reason="no cell of this job has this name"))
@@ -50,7 +64,7 @@ def classify(
                 orphans.append(Orphan(
                     key=key, reason=f"{size} bytes, its done cell recorded {cell.bytes}",
                 ))  # fmt: skip
-        elif not in_flight(cell):
+        elif not in_flight(cell, now):
             attempt = metadata.get("attempt", "?")
             orphans.append(Orphan(
                 key=key, adoptable=not ended and metadata.get("job", job.id) == job.id,
@@ -59,7 +73,7 @@ def classify(
             ))  # fmt: skip
     for key, upload_id in unfinished:
         name = key.rsplit("/", 1)[-1].lstrip(".").split(".tif")[0] + ".tif"
-        if not in_flight(by_file.get(name)):
+        if not in_flight(by_file.get(name), now):
             orphans.append(Orphan(key=key, reason="unfinished upload", upload_id=upload_id))
     return orphans
 
@@ -77,7 +91,11 @@ async def find_orphans(services: Services, job_id: str, store: OutputStore) -> l
     objects = await loop.run_in_executor(services.executor, store.list_outputs, folder)
     unfinished = await loop.run_in_executor(services.executor, store.list_unfinished, folder)
     cells = await services.catalog.cells.of_job(job_id)
-    return classify(job, cells, objects, unfinished, time.time())
+    now = time.time()
+    metadata_of = {}  # read only where needed: a HEAD per object of thousands would be slow
+    for key in uncommitted(cells, objects, now):
+        metadata_of[key] = await loop.run_in_executor(services.executor, store.metadata, key)
+    return classify(job, cells, objects, unfinished, now, metadata_of)
 
 
 async def cleanup(services: Services, job_id: str, store: OutputStore) -> list[Orphan]:

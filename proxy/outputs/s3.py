@@ -251,18 +251,20 @@ class S3Outputs:
         self.staging.mkdir(parents=True, exist_ok=True)
         return self.staging
 
-    def list_outputs(self, folder: str) -> list[tuple[str, int, dict[str, str]]]:
-        """The ``.tif`` objects under the job's folder, with their metadata."""
+    def list_outputs(self, folder: str) -> list[tuple[str, int]]:
+        """The ``.tif`` objects under the job's folder."""
         found = []
         pages = self.client.get_paginator("list_objects_v2")
         for page in pages.paginate(Bucket=self.bucket, Prefix=self.key(f"{folder}/")):
             for entry in page.get("Contents", []):
                 if entry["Key"].endswith(CREATE_ONLY_SUFFIX):
-                    relative = self.relative_of(entry["Key"])
-                    head = self.head(relative)
-                    metadata = head[1] if head else {}
-                    found.append((relative, int(entry["Size"]), metadata))
+                    found.append((self.relative_of(entry["Key"]), int(entry["Size"])))
         return found
+
+    def metadata(self, relative: str) -> dict[str, str]:
+        """The object's metadata (job, cell, attempt); {} when it is gone."""
+        head = self.head(relative)
+        return head[1] if head else {}
 
     def list_unfinished(self, folder: str) -> list[tuple[str, str]]:
         """Multipart uploads under the job's folder that never completed."""
