@@ -304,6 +304,7 @@ class TileCache:
 
     async def stats(self, fingerprint: str) -> CacheStats:
         """One server's entries and bytes on disk (a scan in the executor) and in memory."""
+        await self.settle()  # every answered fetch counts, written or about to be
         disk = await self.lower.stats(fingerprint)
         mem_entries = mem_bytes = 0
         for key_id, found in self.memory.items():
