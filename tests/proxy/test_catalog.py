@@ -12,6 +12,7 @@ from proxy.catalog.sqlite import open_catalog
 
 LATEST = len(MIGRATIONS)
 TABLES = {
+    "alembic_version",
     "servers",
     "servers_by_age",
     "images",
