@@ -41,6 +41,8 @@ async def open_catalog(path: Path) -> Catalog:
 class SQLiteDatabase:
     """One SQLite file (WAL mode, so readers never block the writer) and its worker thread."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")

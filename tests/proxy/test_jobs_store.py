@@ -1,4 +1,4 @@
-"""The jobs state machine in the SQLite catalog: claims, leases, fencing, cancel, retry, pause."""
+"""Jobs in the catalog (SQLite, PostgreSQL): claims, leases, fencing, cancel, retry, pause."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import pytest
 
 from proxy.catalog.base import NewCell, NewJob
 from proxy.catalog.migrations import MIGRATIONS
-from proxy.catalog.sqlite import SQLiteDatabase, open_catalog
-from proxy.catalog.sqlite_cells import SQLiteCellStore
-from proxy.catalog.sqlite_jobs import SQLiteJobStore
+from proxy.catalog.sqlite import open_catalog
 
 LEASE = 30.0
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
@@ -42,11 +40,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def stores(tmp_path, clock):
-    catalog = await open_catalog(tmp_path / "c.sqlite")
-    database = catalog.database
-    assert isinstance(database, SQLiteDatabase)
-    yield SQLiteJobStore(database, clock), SQLiteCellStore(database, clock)
+async def stores(backend, clock):
+    catalog = backend.with_clock(await backend.open(), clock)
+    yield catalog.jobs, catalog.cells
     await catalog.close()
 
 
