@@ -15,6 +15,8 @@ import sqlalchemy as sa
 
 # 64-bit on PostgreSQL (a cell or a day of quota passes 2 GiB); SQLite's INTEGER already is.
 BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Unix seconds and metres: double precision (SQLite spells it REAL).
+Real: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 
 metadata = sa.MetaData()
 
@@ -40,7 +42,7 @@ images = sa.Table(
     sa.Column("transform", sa.Text, nullable=False),
     sa.Column("width", sa.Integer, nullable=False),
     sa.Column("height", sa.Integer, nullable=False),
-    sa.Column("resolution_m", sa.Float, nullable=False),
+    sa.Column("resolution_m", Real, nullable=False),
     sa.Column("aois", sa.Text, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Index("images_by_age", "created_at"),
@@ -69,13 +71,13 @@ jobs = sa.Table(
     sa.Column("image_id", sa.Text),
     sa.Column("params", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
-    sa.Column("paused_until", sa.Float),
+    sa.Column("paused_until", Real),
     sa.Column("paused_reason", sa.Text),
     sa.Column("paused_message", sa.Text),
     sa.Column("outputs", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("finisher", sa.Text),
-    sa.Column("finisher_until", sa.Float),
+    sa.Column("finisher_until", Real),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("started_at", sa.Text),
@@ -93,7 +95,7 @@ cells = sa.Table(
     sa.Column("polygon", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("owner", sa.Text),
-    sa.Column("lease_until", sa.Float),
+    sa.Column("lease_until", Real),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
     sa.Column("output", sa.Text),

@@ -19,6 +19,8 @@ branch_labels = None
 depends_on = None
 
 BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Unix seconds and metres: double precision (SQLite spells it REAL).
+Real: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 
 
 def upgrade() -> None:
@@ -41,7 +43,7 @@ def upgrade() -> None:
         sa.Column("transform", sa.Text, nullable=False),
         sa.Column("width", sa.Integer, nullable=False),
         sa.Column("height", sa.Integer, nullable=False),
-        sa.Column("resolution_m", sa.Float, nullable=False),
+        sa.Column("resolution_m", Real, nullable=False),
         sa.Column("aois", sa.Text, nullable=False),
         sa.Column("created_at", sa.Text, nullable=False),
     )
@@ -65,13 +67,13 @@ def upgrade() -> None:
         sa.Column("image_id", sa.Text),
         sa.Column("params", sa.Text, nullable=False),
         sa.Column("state", sa.Text, nullable=False),
-        sa.Column("paused_until", sa.Float),
+        sa.Column("paused_until", Real),
         sa.Column("paused_reason", sa.Text),
         sa.Column("paused_message", sa.Text),
         sa.Column("outputs", sa.Text),
         sa.Column("error", sa.Text),
         sa.Column("finisher", sa.Text),
-        sa.Column("finisher_until", sa.Float),
+        sa.Column("finisher_until", Real),
         sa.Column("created_at", sa.Text, nullable=False),
         sa.Column("updated_at", sa.Text, nullable=False),
         sa.Column("started_at", sa.Text),
@@ -89,7 +91,7 @@ def upgrade() -> None:
         sa.Column("polygon", sa.Text, nullable=False),
         sa.Column("state", sa.Text, nullable=False),
         sa.Column("owner", sa.Text),
-        sa.Column("lease_until", sa.Float),
+        sa.Column("lease_until", Real),
         sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
         sa.Column("error", sa.Text),
         sa.Column("output", sa.Text),
