@@ -1,15 +1,17 @@
 """Streaming image reads through the service's API against their limit and against GDAL.
 
-Run: python -m benchmarks.bench_reads [--repeat N]
+Run: python -m benchmarks.bench_reads [--repeat N] [--upstream process|thread]
 
-One run, one fake XYZ upstream on loopback (its own thread) answering every tile after
+One run, one fake XYZ upstream on loopback (a child process by default; ``--upstream
+thread`` puts it in a thread of this process, as the first sessions did, where it competes
+with the service for the GIL) answering every tile after
 50 ms with one of a few pre-encoded 256 px JPEG tiles of the ground truth. An image at
 native zoom 15 is imported; a 2048 x 2048 window that is not tile-aligned needs 9 x 9 = 81
 tiles. Measured (medians of ``--repeat``):
 
 - cold reads (tile cache emptied before each) with the server's ``max_concurrency`` 16
-  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` raised to the
-  server's cap (patched here: the service leaves it at its default of 8);
+  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` patched to 128
+  (the service already leaves the server's cap as the only one, so both should match);
 - the warm read (every tile cached), against the in-process decode + mosaic of the same
   81 tiles (``SourceReader`` over a dict: no network, no cache, no encode);
 - GDAL's WMS (TMS) driver reading the same window from the same upstream, with its
@@ -196,10 +198,10 @@ async def service(tmp: Path) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
 
-async def bench(repeat: int, tmp: Path) -> dict[str, Any]:
+async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
     """Every measurement of the module's docstring, as table rows."""
     pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
-    upstream = TileServer(pool, LATENCY)
+    upstream = TileServer(pool, LATENCY, process)
     runner, base = await service(tmp)
     rows: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=0)
@@ -242,11 +244,11 @@ async def bench(repeat: int, tmp: Path) -> dict[str, Any]:
             str(round(v * 1000, 1)) for v in (statistics.median(health), p99, health[-1])
         )
     await runner.cleanup()
-    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    upstream.close()
     return rows
 
 
-async def peak_rss(tmp: Path) -> dict[str, Any]:
+async def peak_rss(tmp: Path, process: bool) -> dict[str, Any]:
     """Peak RSS of this process before and after one cold 4096 x 4096 read (17 x 17 tiles).
 
     Run in a fresh process (``--rss``); the kernel's high-water mark is reset after the
@@ -254,7 +256,7 @@ async def peak_rss(tmp: Path) -> dict[str, Any]:
     read's alone (Linux: ``/proc/self/clear_refs``).
     """
     pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
-    upstream = TileServer(pool, LATENCY)
+    upstream = TileServer(pool, LATENCY, process)
     runner, base = await service(tmp)
     async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as http:
         b = Bench(http, base, upstream, 1)
@@ -265,7 +267,7 @@ async def peak_rss(tmp: Path) -> dict[str, Any]:
         await b.read(image, 1, BIG)
         peak = status_mb("VmHWM")
     await runner.cleanup()
-    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    upstream.close()
     return {
         "RSS before / peak during a cold 4096x4096 NPY read, fresh process (MB)": (
             f"{before:.0f} / {peak:.0f} (+{peak - before:.0f})"
@@ -304,19 +306,23 @@ def ratios(rows: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def main(repeat: int, rss: bool) -> None:
+def main(repeat: int, rss: bool, upstream: str) -> None:
     load = os.getloadavg()
+    process = upstream == "process"
     with tempfile.TemporaryDirectory() as tmp:
-        rows = asyncio.run(peak_rss(Path(tmp)) if rss else bench(repeat, Path(tmp)))
+        work = peak_rss(Path(tmp), process) if rss else bench(repeat, Path(tmp), process)
+        rows = asyncio.run(work)
     if not rss:
         rows.update(ratios(rows))
         print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
         print(f"# {platform.platform()}, {rasterio.__gdal_version__ = }")
         print(f"# load average before: {' '.join(f'{v:.2f}' for v in load)}")
+        print(f"# fake upstream in its own {upstream}")
     for key, value in rows.items():
         print(f"| {key} | {value} |")
     if not rss:  # the peak RSS in a fresh process, then the load after everything
-        subprocess.run([sys.executable, "-m", "benchmarks.bench_reads", "--rss"], check=True)
+        command = [sys.executable, "-m", "benchmarks.bench_reads", "--rss", "--upstream", upstream]
+        subprocess.run(command, check=True)
         print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
@@ -324,5 +330,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rss", action="store_true", help="only the peak RSS of a 4096² read")
+    parser.add_argument(
+        "--upstream",
+        choices=("process", "thread"),
+        default="process",
+        help="where the fake upstream runs: a child process (as a remote server would), "
+        "or a thread of this process (the first sessions' figures; it takes the GIL)",
+    )
     args = parser.parse_args()
-    main(args.repeat, args.rss)
+    main(args.repeat, args.rss, args.upstream)

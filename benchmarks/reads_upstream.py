@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
+import multiprocessing.process
 import threading
 from typing import Any
 
@@ -31,46 +33,84 @@ COLS, ROWS = 4, 2  # 8 disjoint windows for the /health run
 
 
 class TileServer:
-    """Any zoom-15 tile, from a pool of JPEG tiles, after ``latency``; counts and in-flight peak."""
+    """Any zoom-15 tile, from a pool of JPEG tiles, after ``latency``; counts and in-flight peak.
 
-    def __init__(self, pool: list[bytes], latency: float) -> None:
-        self.pool, self.latency = pool, latency
-        self.hits = self.inflight = self.peak = 0
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        started = threading.Event()
-        threading.Thread(target=self._run, args=(started,), daemon=True).start()
-        started.wait()
+    ``process=True`` serves from a child process, as a real upstream is never in the
+    service's process: a thread here takes the GIL from the service's event loop for its
+    own request handling (a quarter of the loop's time in a cold read of 81 tiles).
+    """
 
-    def _run(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_get("/tiles/{z}/{x}/{y}.jpg", self._tile)
-        runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        started.set()
-        self.loop.run_forever()
+    def __init__(self, pool: list[bytes], latency: float, process: bool = False) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        # hits, in flight, peak, port: shared with the server (its loop is the only writer)
+        self.counters = ctx.Array("q", 4, lock=False)
+        started = ctx.Event()
+        args = (pool, latency, self.counters, started)
+        self.runner: threading.Thread | multiprocessing.process.BaseProcess
+        if process:
+            self.runner = ctx.Process(target=serve, args=args, daemon=True)
+        else:
+            self.runner = threading.Thread(target=serve, args=args, daemon=True)
+        self.runner.start()
+        if not started.wait(60):
+            raise RuntimeError("the fake upstream did not start")
+        self.port = int(self.counters[3])
 
-    async def _tile(self, request: web.Request) -> web.Response:
-        self.hits += 1
-        self.inflight += 1
-        self.peak = max(self.peak, self.inflight)
-        try:
-            await asyncio.sleep(self.latency)
-        finally:
-            self.inflight -= 1
-        x, y = int(request.match_info["x"]), int(request.match_info["y"])
-        return web.Response(body=self.pool[(x * 7 + y) % len(self.pool)], content_type="image/jpeg")
+    @property
+    def hits(self) -> int:
+        return int(self.counters[0])
+
+    @property
+    def peak(self) -> int:
+        return int(self.counters[2])
 
     def template(self, dollar: bool = False) -> str:
         z, x, y = ("${z}", "${x}", "${y}") if dollar else ("{z}", "{x}", "{y}")
         return f"http://127.0.0.1:{self.port}/tiles/{z}/{x}/{y}.jpg"
 
     def reset(self) -> None:
-        self.hits = self.peak = 0
+        self.counters[0] = self.counters[2] = 0
+
+    def close(self) -> None:
+        if isinstance(self.runner, threading.Thread):
+            self.counters[3] = -1  # the thread's loop stops on its next check
+            self.runner.join(5)
+        else:
+            self.runner.terminate()
+            self.runner.join(5)
+
+
+def serve(pool: list[bytes], latency: float, counters: Any, started: Any) -> None:
+    """Run the tile server until ``counters[3]`` turns -1 (thread) or the process ends."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def tile(request: web.Request) -> web.Response:
+        counters[0] += 1
+        counters[1] += 1
+        counters[2] = max(counters[2], counters[1])
+        try:
+            await asyncio.sleep(latency)
+        finally:
+            counters[1] -= 1
+        x, y = int(request.match_info["x"]), int(request.match_info["y"])
+        return web.Response(body=pool[(x * 7 + y) % len(pool)], content_type="image/jpeg")
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_get("/tiles/{z}/{x}/{y}.jpg", tile)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        counters[3] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        started.set()
+        while counters[3] != -1:
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    loop.run_until_complete(run())
+    loop.close()
 
 
 class PoolTiles:

@@ -160,9 +160,41 @@ def resize(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixe
     # Pillow premultiplies RGBA by alpha around a resize (two passes over the canvas); an
     # opaque canvas is its own premultiplied form, so it is handed over as such.
     opaque = bool((pixels.reshape(-1).view("<u4") >= 0xFF000000).all())  # alpha: high byte
+    if _is_crop(box, dst):
+        return _crop(pixels, box, dst, opaque or fil == Image.Resampling.NEAREST)
     image = Image.fromarray(pixels, "RGBa" if opaque else "RGBA")
     resized = image.resize((dst.width, dst.height), fil, box=box)
     return np.asarray(resized.convert("RGBA") if not opaque else resized)
+
+
+def _is_crop(box: tuple[float, float, float, float], dst: Grid) -> bool:
+    """True when ``box`` is ``dst``'s size on whole pixels: a resize that moves nothing."""
+    left, top, right, bottom = box
+    return (
+        abs(right - left - dst.width) < BOX_SLACK
+        and abs(bottom - top - dst.height) < BOX_SLACK
+        and abs(left - round(left)) < BOX_SLACK
+        and abs(top - round(top)) < BOX_SLACK
+    )
+
+
+def _crop(
+    pixels: Pixels, box: tuple[float, float, float, float], dst: Grid, premultiplied: bool
+) -> Pixels:
+    """The pixels Pillow's resize gives for a crop box, without resampling them.
+
+    At scale 1 on whole pixels every filter weighs the source pixel 1 and its neighbours 0,
+    so a resize is a copy (tested bit for bit against Pillow): the crop is a writable view
+    of the canvas, no copy. Only the premultiplication round trip Pillow makes around an
+    RGBA resize (not for nearest, nor for an opaque canvas) changes pixels: it is kept.
+    """
+    left, top = round(box[0]), round(box[1])
+    view = pixels[top : top + dst.height, left : left + dst.width]
+    whole = view.shape[:2] == pixels.shape[:2]
+    if premultiplied or whole:  # Pillow copies a whole-image box without premultiplying
+        return view
+    image = Image.fromarray(np.ascontiguousarray(view), "RGBA")
+    return np.array(image.convert("RGBa").convert("RGBA"))
 
 
 def _snap(value: float, limit: int) -> float:

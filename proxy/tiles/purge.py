@@ -6,6 +6,7 @@ import attrs
 from pyproj import Transformer
 
 from proxy.errors import BadRequest
+from proxy.tiles.cached import BBOX_NAMESPACE
 from proxy.tiles.codec import MEDIA
 from proxy.tiles.matrix import cell_metres, mercator_zoom
 from proxy.tiles.plan import TilePlan
@@ -47,6 +48,9 @@ def select(plan: TilePlan, zooms: range | None, bbox: BBox | None) -> list[Selec
     Our tiles (``rendered:*``) are WebMercatorQuad tiles; the upstream's own tiles
     (``tile``) are in the source's matrices: their matrices are those whose cell size
     falls in the zoom range, and their tile ranges come from the bbox in the set's CRS.
+    A bbox source's answers (``bbox``, kept by :class:`CachedBBoxSource` for image reads)
+    are keyed by a digest of the request, which says neither where nor how fine it is:
+    any of them may hold pixels of the area, so every partial deletion takes them all.
     """
     if zooms is None and bbox is None:
         return [Selection(None, None)]
@@ -62,7 +66,9 @@ def select(plan: TilePlan, zooms: range | None, bbox: BBox | None) -> list[Selec
                 cols, rows = grid.tile_range(grid.web_mercator_tms(px), merc, z)
                 out.append(Selection(names, range(z, z + 1), cols, rows))
     cached = plan.cached
-    if cached is not None:
+    if cached is None:  # a bbox source: its answers cannot be placed (see above)
+        out.append(Selection(frozenset({BBOX_NAMESPACE}), None))
+    else:
         tms = cached.tms
         for index in range(cached.min_zoom, cached.max_zoom + 1):
             z = round(mercator_zoom(cell_metres(tms, index), tms.matrix(index).tileWidth))

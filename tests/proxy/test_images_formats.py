@@ -55,3 +55,14 @@ def test_headers_carry_crs_and_transform():
     assert [float(v) for v in headers["X-Transform"].split(",")] == list(T)[:6]
     wkt = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=7 +k=1 +x_0=0 +y_0=0 +ellps=GRS80")
     assert "\n" not in georef_headers(wkt, T)["X-CRS"]
+
+
+def test_npy_is_what_numpy_save_writes_from_an_interleaved_read():
+    # a read's pixels: a band-first view of an interleaved buffer, cut out of a canvas
+    rng = np.random.default_rng(2)
+    canvas = rng.integers(0, 256, (310, 270, 4), dtype=np.uint8)
+    rgba = canvas[5:305, 3:263].transpose(2, 0, 1)
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(rgba), allow_pickle=False)
+    body = encode(rgba, UTM, T, "npy").body
+    assert bytes(body) == out.getvalue()

@@ -82,6 +82,29 @@ async def test_a_window_lands_on_the_ground_truth_and_a_second_read_is_free(
     assert len(app[PATHS]) == before  # every tile came from the cache
 
 
+async def test_a_large_answer_is_streamed_whole(api, imported, ground_truth):
+    """A body past one write (ANSWER_CHUNK) goes out in parts: all of it, sized up front."""
+    from proxy.handlers.images import ANSWER_CHUNK
+
+    _, image = imported
+    w, h = image["width"], 600  # more than one chunk, and not a multiple of it
+    assert 4 * w * h > ANSWER_CHUNK and (4 * w * h) % ANSWER_CHUNK
+    resp = await api.get(f"/images/{image['id']}/window/0,0,{w},{h}.npy")
+    assert resp.status == 200, await resp.text()
+    body = await resp.read()
+    assert int(resp.headers["Content-Length"]) == len(body)
+    rgba = np.load(io.BytesIO(body))
+    assert rgba.shape == (4, h, w)
+    inside = rgba[3] > 0
+    assert 0 < inside.sum() < inside.size  # the AOI cuts through it: the mask was drawn
+    # a lon/lat box is a rectangle in Web Mercator: compare the pixels inside it
+    rows, cols = np.flatnonzero(inside[:, w // 2]), np.flatnonzero(inside[h // 2])
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert inside[box].sum() == inside.sum()
+    oracle = expected(ground_truth, Grid(MERCATOR, grid_of(resp).transform, w, h))
+    assert_pixels_match(rgba[(slice(None), *box)], oracle[(slice(None), *box)])
+
+
 async def test_a_decimated_read_fetches_coarse_tiles(api, imported):
     app, image = imported
     w, h = image["width"], image["height"]

@@ -1,0 +1,161 @@
+"""The read path's shortcuts give the pixels of the long way, bit for bit.
+
+- A resize that only crops (scale 1, whole-pixel offsets: a window at the image's own
+  resolution) is a view of the canvas: compared with Pillow's own resize, every filter,
+  opaque and translucent canvases.
+- The AOI mask, drawn only in the blocks an AOI edge crosses: compared with the mask
+  of the whole grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+
+from streaming.aoi import parse_aois
+from streaming.image import _masked, aoi_mask
+from streaming.mosaic import PIL_FILTERS, Grid, resize
+
+MERCATOR = CRS.from_epsg(3857)
+RES = 4.77731426782
+CANVAS = Grid(MERCATOR, Affine(RES, 0, 736000.0, 0, -RES, 5866000.0), 96, 80)
+
+
+def canvas(opaque: bool) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (CANVAS.height, CANVAS.width, 4), dtype=np.uint8)
+    if opaque:
+        pixels[..., 3] = 255
+    else:  # opaque, transparent and translucent rows
+        pixels[:20, :, 3] = 255
+        pixels[20:30, :, 3] = 0
+    return pixels
+
+
+def pillow(pixels: np.ndarray, dst: Grid, box: tuple[int, int, int, int], r: Resampling):
+    """What Pillow's resize makes of the box: the oracle."""
+    image = Image.fromarray(pixels, "RGBA")
+    return np.asarray(image.resize((dst.width, dst.height), PIL_FILTERS[r], box=box))
+
+
+@pytest.mark.parametrize("opaque", [True, False])
+@pytest.mark.parametrize("resampling", list(PIL_FILTERS))
+@pytest.mark.parametrize("box", [(7, 3, 57, 73), (0, 0, 96, 80), (0, 5, 96, 80), (95, 79, 96, 80)])
+def test_a_crop_is_pillows_resize_without_the_work(opaque, resampling, box):
+    pixels = canvas(opaque)
+    left, top, right, bottom = box
+    # float noise on the grid (as a transform product gives) must not break the shortcut
+    transform = CANVAS.transform * Affine.translation(left + 1e-9, top - 1e-9)
+    dst = Grid(MERCATOR, transform, right - left, bottom - top)
+    got = resize(pixels, CANVAS, dst, resampling)
+    assert got is not None and got.shape == (dst.height, dst.width, 4)
+    np.testing.assert_array_equal(got, pillow(pixels, dst, box, resampling))
+    if opaque:  # no copy: a view of the canvas
+        assert np.shares_memory(got, pixels)
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale"),
+    [((7.5, 3), (1, 1)), ((7, 3.5), (1, 1)), ((7, 3), (1.01, 1)), ((7, 3), (1, 0.99))],
+)
+def test_off_the_pixels_or_scaled_is_resampled_not_cropped(shift, scale):
+    pixels = canvas(True)
+    transform = CANVAS.transform * Affine.translation(*shift) * Affine.scale(*scale)
+    dst = Grid(MERCATOR, transform, 50, 70)
+    got = resize(pixels, CANVAS, dst, Resampling.bilinear)
+    assert got is not None and not np.shares_memory(got, pixels)
+    box = (shift[0], shift[1], shift[0] + 50 * scale[0], shift[1] + 70 * scale[1])
+    np.testing.assert_array_equal(got, pillow(pixels, dst, box, Resampling.bilinear))  # type: ignore[arg-type]
+    assert not np.array_equal(got, pixels[3:73, 7:57])  # it really was resampled
+
+
+SQUARE = [[6.60, 46.50], [6.66, 46.50], [6.66, 46.54], [6.60, 46.54], [6.60, 46.50]]
+HOLE = [[6.621, 46.513], [6.639, 46.513], [6.639, 46.527], [6.621, 46.527], [6.621, 46.513]]
+AOIS = parse_aois({"type": "Polygon", "coordinates": [SQUARE, HOLE]})
+
+
+def grid_at(lon: float, lat: float, size: int = 64, res: float = 10.0) -> Grid:
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    return Grid(MERCATOR, Affine(res, 0, x, 0, -res, y), size, size)
+
+
+def full_mask(rgba: np.ndarray, output: Grid) -> np.ndarray:
+    """The mask drawn over the whole grid at once: the oracle."""
+    expected = rgba.copy()
+    expected[:, ~aoi_mask(AOIS, output)] = 0
+    return expected
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "size", "res"),
+    [
+        (6.605, 46.535, 64, 10.0),  # inside the ring: nothing drawn
+        (6.5995, 46.535, 64, 10.0),  # across the west edge
+        (6.618, 46.525, 64, 10.0),  # reaches into the hole
+        (6.70, 46.60, 64, 10.0),  # outside: all zeroed
+        (6.595, 46.545, 700, 4.0),  # the AOI's north-west corner and its hole, many blocks
+        (6.61, 46.53, 600, 1.7),  # the hole in the middle, edges crossing blocks
+    ],
+)
+def test_the_mask_drawn_by_blocks_is_the_mask_of_the_whole_grid(lon, lat, size, res):
+    output = grid_at(lon, lat, size, res)
+    output = Grid(output.crs, output.transform, size, size - 37)  # not square, ragged blocks
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(1, 256, (4, output.height, output.width), dtype=np.uint8)
+    expected = full_mask(rgba, output)
+    rgba.flags.writeable = False  # as a resampled read comes
+    masked = _masked(rgba, AOIS, output)
+    assert masked.flags.writeable
+    np.testing.assert_array_equal(masked, expected)
+
+
+def test_a_window_inside_the_aoi_draws_no_mask(monkeypatch):
+    import streaming.image
+
+    def refuse(*args):
+        raise AssertionError("no mask to draw")
+
+    monkeypatch.setattr(streaming.image, "aoi_mask", refuse)
+    rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
+    assert _masked(rgba, AOIS, grid_at(6.605, 46.535)) is rgba
+    assert (rgba == 9).all()
+
+
+def test_a_rotated_grid_is_masked_whole():
+    output = grid_at(6.5995, 46.535)
+    rotated = Grid(MERCATOR, output.transform * Affine.rotation(10), 64, 64)
+    rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
+    np.testing.assert_array_equal(_masked(rgba.copy(), AOIS, rotated), full_mask(rgba, rotated))
+
+
+def test_only_the_polygons_of_a_clip_are_rasterized():
+    import shapely
+
+    from streaming.image import _polygons
+
+    mixed = shapely.GeometryCollection(
+        [
+            shapely.box(0, 0, 1, 1),
+            shapely.LineString([(2, 2), (3, 3)]),  # a clip along an edge leaves lines
+            shapely.MultiPolygon([shapely.box(5, 5, 6, 6), shapely.box(7, 7, 8, 8)]),
+            shapely.Point(9, 9),
+        ]
+    )
+    assert shapely.equals(
+        _polygons(mixed),
+        shapely.union_all(
+            [shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6), shapely.box(7, 7, 8, 8)]
+        ),
+    )
+    for nothing in (
+        shapely.Polygon(),
+        shapely.GeometryCollection(),
+        shapely.LineString([(0, 0), (1, 1)]),
+    ):
+        assert _polygons(nothing) is None
