@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 NOT_ENDED = ("pending", "running", "paused")
+# Idle workers LISTEN here: a job's id is sent (at commit) whenever its cells become claimable
+# by a new job, a retry, or a claim given back.
+CELLS_CHANNEL = "imagery_proxy_cells"
+NOTIFY = sa.text("SELECT pg_notify(:channel, :job)")
+
+
+async def notify_claimable(db: AsyncConnection, job_id: str) -> None:
+    """Tell idle workers the job has cells to claim (sent when the transaction commits)."""
+    await db.execute(NOTIFY, {"channel": CELLS_CHANNEL, "job": job_id})
 
 
 def _count(state: str) -> sa.ColumnElement[Any]:
@@ -88,6 +97,7 @@ class PostgresJobStore:
                     for c in new_cells
                 ]
                 await db.execute(cells.insert(), rows)
+                await notify_claimable(db, job_id)
         record = await self.get(job_id)
         assert record is not None
         return record
@@ -170,6 +180,7 @@ class PostgresJobStore:
                         updated_at=now(),
                     )
                 )
+                await notify_claimable(db, job_id)
             return int(reset)
 
     async def pause(self, job_id: str, until: float, reason: str, message: str) -> None:
