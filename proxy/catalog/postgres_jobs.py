@@ -1,7 +1,10 @@
 """Jobs in the PostgreSQL catalog: the same state machine as ``sqlite_jobs``, in Core.
 
-Locks are always taken cells first, then their job (claims, cancel, retry alike), so
-two transactions never wait on each other in a circle.
+Locks are always taken cells first, then their job (claims, cancel, retry, the job's end
+alike), so two transactions never wait on each other in a circle. Under READ COMMITTED
+each statement reads what was committed when it began: the job's end locks the job's
+cells first, so a retry running at that moment has committed before the end checks that
+no cell is left to run.
 """
 
 from __future__ import annotations
@@ -227,11 +230,14 @@ class PostgresJobStore:
             .values(finisher=owner, finisher_until=at + lease_seconds)
         )
         async with self.database.transaction() as db:
+            # A retry holds these until it commits: the check below then reads its cells.
+            await _lock_cells(db, job_id)
             return bool((await db.execute(query)).rowcount)
 
     async def end_finish(self, job_id: str, owner: str, error: str | None) -> str | None:
         """End the job: ``failed`` with a failed cell or an ``error``, else ``done``."""
         async with self.database.transaction() as db:
+            await _lock_cells(db, job_id)  # no retry between the count and the end
             failed = (
                 await db.execute(
                     sa.select(sa.func.count()).where(
