@@ -154,6 +154,9 @@ class Settings:
     # revalidation and stale-if-error.
     redis_lock_lease: float = attrs.field(default=5.0, converter=float)
     cache_stale_grace: float = attrs.field(default=86_400.0, converter=float)
+    # The catalog (proxy/catalog/): "" is the SQLite file data_dir/catalog.sqlite;
+    # postgresql://user:password@host:port/db shares one PostgreSQL between replicas.
+    catalog_url: str = attrs.field(default="", validator=lambda _i, _a, v: _catalog_url(v))
 
     # Where job outputs land (proxy/outputs/): "" is the outputs folder on local disk
     # (outputs_dir), s3://bucket/prefix an S3-compatible store: each cell's COG is written
@@ -189,6 +192,11 @@ class Settings:
     def catalog_path(self) -> Path:
         """The SQLite catalog file."""
         return self.data_dir / "catalog.sqlite"
+
+
+def _catalog_url(value: str) -> None:
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("catalog_url is empty (the SQLite file) or a postgresql:// URL")
 
 
 def _cache_url(value: str) -> None:

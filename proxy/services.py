@@ -18,7 +18,7 @@ from proxy.cache.redis import RedisTier
 from proxy.cache.sources import OpenSources
 from proxy.cache.tiles import TileCache
 from proxy.catalog.base import Catalog
-from proxy.catalog.sqlite import open_catalog
+from proxy.catalog.open import open_catalog_at
 from proxy.config import Settings
 from proxy.errors import StartupError
 from proxy.metrics import Metrics, RedisMetrics
@@ -26,7 +26,6 @@ from proxy.net.client import UpstreamClient
 from proxy.net.retry import RetryPolicy
 from proxy.net.safety import AddressPolicy
 from proxy.quota.enforce import Quotas
-from proxy.quota.store import SQLiteQuotaStore
 from proxy.tiles.service import TileService
 from proxy.tokens import TileTokens
 from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
@@ -81,9 +80,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ) from None
     api_keys = load_api_keys(settings)
     fingerprint_key = load_secret(settings, "fingerprint-key")
-    catalog = await open_catalog(settings.catalog_path)
-    # After the catalog: its migrations made the counters' table.
-    quota_store = await SQLiteQuotaStore(settings.catalog_path).open()
+    catalog, quota_store = await open_catalog_at(settings.catalog_url, settings.catalog_path)
     # One bounded pool for every blocking job (decode, warp, XML parse), so a burst of
     # reads queues instead of spawning threads without end.
     executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")

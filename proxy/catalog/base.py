@@ -1,7 +1,8 @@
 """The catalog interface: one storage Protocol per kind of record, behind one facade.
 
-SQLite implements them today (``proxy.catalog.sqlite``); a shared database (PostgreSQL,
-for several replicas) implements the same Protocols later and nothing above changes.
+SQLite implements them (``proxy.catalog.sqlite``, the embedded default), and so does
+PostgreSQL (``proxy.catalog.postgres``, shared by several replicas); ``proxy.catalog.open``
+picks one from the ``catalog_url`` setting and nothing above changes.
 """
 
 from __future__ import annotations
@@ -292,6 +293,8 @@ class CellStore(Protocol):
 
 class Database(Protocol):
     """The connection every store of one catalog shares."""
+
+    backend: str  # "sqlite" or "postgresql", as /ready reports it
 
     async def ping(self) -> None:
         """Raise when the database cannot answer (readiness)."""

@@ -13,12 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import sqlalchemy.exc
+
 from proxy.catalog.base import Catalog
-from proxy.catalog.migrations import migrate
 from proxy.catalog.sqlite_cells import SQLiteCellStore
 from proxy.catalog.sqlite_images import SQLiteImageStore
 from proxy.catalog.sqlite_jobs import SQLiteJobStore
 from proxy.catalog.sqlite_servers import SQLiteServerStore
+from proxy.catalog.upgrade import upgrade_sqlite
 from proxy.errors import CatalogUnavailable, StartupError
 
 T = TypeVar("T")
@@ -39,6 +41,8 @@ async def open_catalog(path: Path) -> Catalog:
 class SQLiteDatabase:
     """One SQLite file (WAL mode, so readers never block the writer) and its worker thread."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
@@ -54,8 +58,9 @@ class SQLiteDatabase:
             await self._call(self._connect)
         except BaseException as exc:
             self._worker.shutdown(wait=False)
-            if isinstance(exc, sqlite3.Error | OSError):
-                reason = _reason(exc)
+            cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc  # Alembic
+            if isinstance(cause, sqlite3.Error | OSError):
+                reason = _reason(cause)
                 raise StartupError(f"the catalog {self.path} cannot be used: {reason}") from None
             raise
         return self
@@ -67,7 +72,7 @@ class SQLiteDatabase:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
-            migrate(db)
+            upgrade_sqlite(self.path)  # Alembic, on a connection of its own
             check_writable(db)
         except BaseException:
             db.close()

@@ -26,10 +26,19 @@ async def ready(request: web.Request) -> web.Response:
         await services.catalog.ping()
         await services.upstream.run(int, 1)
     except ProxyError as exc:
-        body = {"status": "not ready", "backends": {"catalog": "unavailable"}, **error_body(exc)}
+        using = {"catalog": services.catalog.database.backend}
+        body = {
+            "status": "not ready",
+            "backends": {"catalog": "unavailable"},
+            "using": using,
+            **error_body(exc),
+        }
         return json_response(body, 503)
     except Exception as exc:  # readiness reports any failure as not ready
         error = {"code": "not_ready", "message": str(exc), "hint": hint_for(exc)}
         return json_response({"status": "not ready", "error": error}, 503)
     cache = await services.tile_cache.backend_status()
-    return json_response({"status": "ready", "backends": {"catalog": "ok", "cache": cache}})
+    backends = {"catalog": "ok", "cache": cache}
+    # Which implementation serves each backend (the cache's detail says it already).
+    using = {"catalog": services.catalog.database.backend}
+    return json_response({"status": "ready", "backends": backends, "using": using})

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from proxy.quota.model import QuotaConfig
 from proxy.quota.periods import Window, frees_at, slot_end, window
-from proxy.quota.store import Admission, Limits, SQLiteQuotaStore
+from proxy.quota.store import Admission, Limits, QuotaStore
 from streaming.errors import SourceQuotaExceeded
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Quotas:
 
     def __init__(
         self,
-        store: SQLiteQuotaStore,
+        store: QuotaStore,
         gauges: QuotaGauges | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -50,6 +50,25 @@ class Admission:
     requests: int  # used in the window, this request included when admitted
     bytes: int
     from_reserve: bool = False
+
+
+class QuotaStore(Protocol):
+    """Storage of quota counters: SQLite (here) or PostgreSQL (``store_postgres``)."""
+
+    async def admit(self, server_id: str, window: Window, limits: Limits) -> Admission:
+        """Count one request in ``window`` if ``limits`` allow it; atomic across processes."""
+
+    async def add_bytes(self, server_id: str, window: Window, size: int) -> tuple[int, int]:
+        """Add ``size`` bytes to ``window``'s current slot; the window's totals after it."""
+
+    async def usage(self, server_id: str, window: Window) -> list[SlotUsage]:
+        """The slots ``window`` sums, oldest first."""
+
+    async def forget(self, server_id: str) -> None:
+        """Drop a deleted server's counters."""
+
+    async def close(self) -> None:
+        """Release the store."""
 
 
 class SQLiteQuotaStore:

@@ -12,6 +12,7 @@ from proxy.catalog.sqlite import open_catalog
 
 LATEST = len(MIGRATIONS)
 TABLES = {
+    "alembic_version",
     "servers",
     "servers_by_age",
     "images",
@@ -50,8 +51,8 @@ def schema_of(path: Path) -> tuple[int, set[str]]:
     return version, names
 
 
-async def test_servers_are_stored_listed_oldest_first_updated_and_deleted(tmp_path):
-    catalog = await open_catalog(tmp_path / "c.sqlite")
+async def test_servers_are_stored_listed_oldest_first_updated_and_deleted(backend):
+    catalog = await backend.open()
     try:
         a = await catalog.servers.create({"name": "a", "headers": {"k": "secret"}})
         b = await catalog.servers.create({"name": "b"})

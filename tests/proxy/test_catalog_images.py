@@ -1,4 +1,4 @@
-"""Streaming images in the SQLite catalog, and the migration from the servers-only schema."""
+"""Streaming images in the catalog (SQLite, PostgreSQL); the migration from servers only."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def new_image(name: str = "img", server_id: str = "srv1") -> NewImage:
     )
 
 
-async def test_images_are_stored_listed_oldest_first_and_deleted(tmp_path):
-    catalog = await open_catalog(tmp_path / "c.sqlite")
+async def test_images_are_stored_listed_oldest_first_and_deleted(backend):
+    catalog = await backend.open()
     try:
         a = await catalog.images.create(new_image("a"))
         b = await catalog.images.create(new_image("b"))
@@ -55,12 +55,11 @@ async def test_images_are_stored_listed_oldest_first_and_deleted(tmp_path):
         await catalog.close()
 
 
-async def test_images_survive_a_restart(tmp_path):
-    path = tmp_path / "c.sqlite"
-    catalog = await open_catalog(path)
+async def test_images_survive_a_restart(backend):
+    catalog = await backend.open()
     record = await catalog.images.create(new_image())
     await catalog.close()
-    catalog = await open_catalog(path)
+    catalog = await backend.open()
     try:
         assert await catalog.images.get(record.id) == record
     finally:

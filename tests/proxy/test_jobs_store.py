@@ -1,4 +1,4 @@
-"""The jobs state machine in the SQLite catalog: claims, leases, fencing, cancel, retry, pause."""
+"""Jobs in the catalog (SQLite, PostgreSQL): claims, leases, fencing, cancel, retry, pause."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pytest
 
 from proxy.catalog.base import NewCell, NewJob
 from proxy.catalog.migrations import MIGRATIONS
-from proxy.catalog.sqlite import SQLiteDatabase, open_catalog
-from proxy.catalog.sqlite_cells import SQLiteCellStore
-from proxy.catalog.sqlite_jobs import SQLiteJobStore
+from proxy.catalog.open import open_catalog_at
+from proxy.catalog.sqlite import open_catalog
 
 LEASE = 30.0
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
@@ -42,11 +41,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def stores(tmp_path, clock):
-    catalog = await open_catalog(tmp_path / "c.sqlite")
-    database = catalog.database
-    assert isinstance(database, SQLiteDatabase)
-    yield SQLiteJobStore(database, clock), SQLiteCellStore(database, clock)
+async def stores(backend, clock):
+    catalog = backend.with_clock(await backend.open(), clock)
+    yield catalog.jobs, catalog.cells
     await catalog.close()
 
 
@@ -229,11 +226,12 @@ async def test_jobs_are_listed_newest_first_and_counted_by_state(stores):
     assert await jobs.count_by_state() == {"pending": 1, "cancelled": 1}
 
 
-def _claim_all(path: str, owner: str, start, out) -> None:  # type: ignore[no-untyped-def]
+def _claim_all(url: str, path: str, owner: str, start, out) -> None:  # type: ignore[no-untyped-def]
     """In another process: claim cells until none is left; send what was claimed."""
 
     async def run() -> list[tuple[str, int]]:
-        catalog = await open_catalog(Path(path))
+        catalog, quota = await open_catalog_at(url, Path(path))
+        await quota.close()
         claimed = []
         start.wait()
         while (claim := await catalog.cells.claim(owner, LEASE)) is not None:
@@ -245,15 +243,17 @@ def _claim_all(path: str, owner: str, start, out) -> None:  # type: ignore[no-un
     out.put(asyncio.run(run()))
 
 
-async def test_two_processes_racing_on_claims_take_every_cell_exactly_once(tmp_path):
-    path = tmp_path / "c.sqlite"
-    catalog = await open_catalog(path)
+async def test_two_processes_racing_on_claims_take_every_cell_exactly_once(backend):
+    catalog = await backend.open()
     ids = [(await catalog.jobs.create(new_job(), new_cells(200))).id for _ in range(2)]
     await catalog.close()
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Barrier(2), ctx.Queue()  # both opened the catalog before claiming
     procs = [
-        ctx.Process(target=_claim_all, args=(str(path), f"p{n}", start, out)) for n in range(2)
+        ctx.Process(
+            target=_claim_all, args=(backend.url, str(backend.sqlite_path), f"p{n}", start, out)
+        )
+        for n in range(2)
     ]
     for p in procs:
         p.start()

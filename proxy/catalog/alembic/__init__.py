@@ -1,0 +1,1 @@
+"""The catalog's Alembic environment (env.py) and revisions, run by proxy.catalog.upgrade."""

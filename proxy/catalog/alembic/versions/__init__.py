@@ -1,0 +1,1 @@
+"""The catalog's schema revisions, oldest first (r0001_baseline, ...)."""
