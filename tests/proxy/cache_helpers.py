@@ -92,4 +92,7 @@ async def _ask(root: Path, calls: Path, waiting: Any, procs: int, barrier: Any) 
     barrier.wait()
     result = await cache.get_or_fetch(KEY, fetch, ttl=3600)
     assert result.entry is not None and result.entry.body == b"tile from upstream"
+    # As a worker does at shutdown: the disk write that follows the answer lands first
+    # (the process would otherwise end with its lock released and no entry on disk).
+    await cache.close()
     return str(CacheStatus(result.status))

@@ -244,9 +244,21 @@ async def test_redis_stopped_mid_run_then_back(tmp_path, serve, renderer):
                 else:
                     raise AssertionError("the replica never used Redis again")
             first = await get_all(session, [tile_path(reps[0], 12)])
+            await stored_in_redis(port, "mid:")  # the write follows the answer
             second = await get_all(session, [tile_path(reps[1], 12)])
             assert (first[0][2], second[0][2]) == ("MISS", "HIT")
     finally:
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+async def stored_in_redis(port: int, prefix: str) -> None:
+    """Wait until an entry (not a lock) under ``prefix`` is in the Redis on ``port``."""
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        for _ in range(100):
+            keys = [k for k in client.scan_iter(match=prefix + "*") if not k.endswith(b"lock")]
+            if keys:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("no entry reached Redis")
