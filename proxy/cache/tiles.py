@@ -28,11 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 import attrs
 
@@ -44,6 +43,7 @@ from proxy.cache.redis import RedisTier
 from proxy.cache.redis_locks import RedisLocks
 from proxy.cache.redis_purges import Purge, PurgeChannel
 from proxy.cache.scan import DiskStats
+from proxy.cache.tiers import KeyLocks, LowerTier
 from proxy.cache.types import (
     NEGATIVE,
     CacheEvents,
@@ -83,38 +83,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_NEGATIVE_TTL = 60.0
-T = TypeVar("T")
-
-
-class LowerTier(Protocol):
-    """The tier under memory: the local disk, or the shared Redis tier."""
-
-    async def read(self, key_id: str) -> CacheEntry | None: ...
-
-    async def write(self, key_id: str, entry: CacheEntry) -> None: ...
-
-    async def delete(
-        self,
-        fingerprint: str,
-        zooms: range | None = None,
-        xs: range | None = None,
-        ys: range | None = None,
-        namespaces: Collection[str] | None = None,
-    ) -> DiskStats: ...
-
-    async def stats(self, fingerprint: str) -> DiskStats: ...
-
-
-class KeyLocks(Protocol):
-    """Single flight across processes: file locks, or Redis locks across replicas."""
-
-    async def run(
-        self,
-        name: str,
-        done: Callable[[], Awaitable[T | None]],
-        call: Callable[[], Awaitable[T]],
-        on_wait: Callable[[], None] | None = None,
-    ) -> T: ...
 
 
 class TileCache:
