@@ -21,7 +21,6 @@ import shapely
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.features import geometry_mask
 from rasterio.transform import Affine, from_bounds, from_origin
 from rasterio.warp import transform_bounds
 
@@ -39,6 +38,8 @@ from streaming.layout import (
     project,
     resolve_crs,
 )
+from streaming.mask import aoi_mask
+from streaming.mask import mask_outside as _masked
 from streaming.mosaic import Composite, Grid, Piece, compose
 from streaming.reader import ReadLimits, SourceReader, plan_bbox, plan_tiles, tile_zoom
 from streaming.sources import Source, TileSource
@@ -60,7 +61,6 @@ __all__ = [
 # Rough size of an encoded upstream image per pixel (aerial JPEG ~0.4, PNG ~1.5).
 ENCODED_BYTES_PER_PIXEL = 1.0
 SNAP_TOLERANCE = 1e-9  # in pixels
-MASK_BLOCK = 256  # px: the mask is drawn only in the blocks an AOI edge crosses
 T = TypeVar("T")
 
 
@@ -332,67 +332,6 @@ def _mask_then(
 ) -> tuple[np.ndarray, T]:
     masked = _masked(rgba, aois, output)
     return masked, finish(masked, output)
-
-
-def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
-    """True where a pixel's centre is inside an AOI (the AOIs projected into the grid CRS)."""
-    return _inside(project(aois, output.crs), output)
-
-
-def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
-    """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can.
-
-    The mask is drawn (:func:`aoi_mask`) only in the blocks of :data:`MASK_BLOCK` px that
-    an AOI edge crosses: a block inside the AOIs keeps its pixels (each centre is an
-    interior point), a block clear of them is zeroed. A window inside an AOI draws nothing.
-    """
-    if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
-        rgba = rgba.copy()
-    t = output.transform
-    if t.b or t.d:  # rotated: no blocks of the CRS's axes
-        rgba[:, ~aoi_mask(aois, output)] = 0
-        return rgba
-    area = project(aois, output.crs)
-    rows = range(0, output.height, MASK_BLOCK)
-    cols = range(0, output.width, MASK_BLOCK)
-    blocks = [
-        _block(output, r, c, min(MASK_BLOCK, output.height - r), min(MASK_BLOCK, output.width - c))
-        for r in rows
-        for c in cols
-    ]
-    boxes = shapely.box(*np.array([grid_bounds(b) for b in blocks]).T)
-    inside = shapely.covers(area, boxes)
-    touches = shapely.intersects(area, boxes)
-    for block, (r, c), whole, some in zip(
-        blocks, ((r, c) for r in rows for c in cols), inside, touches, strict=True
-    ):
-        if whole:
-            continue
-        part = rgba[:, r : r + block.height, c : c + block.width]
-        edge = _polygons(shapely.clip_by_rect(area, *grid_bounds(block))) if some else None
-        if edge is None:
-            part[...] = 0
-        else:  # the AOIs cut to the block: a few vertices to rasterize, not all of them
-            part[:, ~_inside(edge, block)] = 0
-    return rgba
-
-
-def _polygons(geometry: object) -> object | None:
-    """The polygons of ``geometry`` (a clip may add lines or points), None if none."""
-    flat = shapely.get_parts(shapely.get_parts(geometry))  # collections, then multi-parts
-    parts = [p for p in flat if p.geom_type == "Polygon" and not p.is_empty]
-    return shapely.multipolygons(parts) if parts else None
-
-
-def _inside(geometry: object, output: Grid) -> np.ndarray:
-    inside: np.ndarray = geometry_mask(
-        [geometry], out_shape=(output.height, output.width), transform=output.transform, invert=True
-    )
-    return inside
-
-
-def _block(output: Grid, row: int, col: int, height: int, width: int) -> Grid:
-    return Grid(output.crs, output.transform * Affine.translation(col, row), width, height)
 
 
 def _bytes(pixels: int) -> int:
