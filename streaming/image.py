@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from concurrent.futures import Executor
-from functools import partial
+from typing import Generic, TypeVar
 
 import attrs
 import numpy as np
 import shapely
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
-from rasterio.features import geometry_mask
+from rasterio.enums import Resampling
 from rasterio.transform import Affine, from_bounds, from_origin
 from rasterio.warp import transform_bounds
 
 from streaming import grid as tilegrid
 from streaming.aoi import AOIs
+from streaming.decoded import TileMemo
 from streaming.errors import InvalidWindow, WindowOutside
 from streaming.layout import (
     Cell,
@@ -36,7 +38,9 @@ from streaming.layout import (
     project,
     resolve_crs,
 )
-from streaming.mosaic import Grid
+from streaming.mask import aoi_mask
+from streaming.mask import mask_outside as _masked
+from streaming.mosaic import Composite, Grid, Piece, compose
 from streaming.reader import ReadLimits, SourceReader, plan_bbox, plan_tiles, tile_zoom
 from streaming.sources import Source, TileSource
 from streaming.types import BBox, TileIndex
@@ -57,7 +61,7 @@ __all__ = [
 # Rough size of an encoded upstream image per pixel (aerial JPEG ~0.4, PNG ~1.5).
 ENCODED_BYTES_PER_PIXEL = 1.0
 SNAP_TOLERANCE = 1e-9  # in pixels
-MASK_BLOCK = 256  # px: the mask is drawn only in the blocks an AOI edge crosses
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -231,17 +235,33 @@ class StreamingImage:
 
     async def read(self, output: Grid) -> ImageRead:
         """Read ``output`` from the source and mask it by the AOIs (off the event loop)."""
+        result, _ = await self.read_then(output, lambda rgba, grid: None)
+        return result
+
+    async def read_then(
+        self, output: Grid, finish: Callable[[np.ndarray, Grid], T]
+    ) -> tuple[ImageRead, T]:
+        """:meth:`read`, and ``finish(rgba, output)`` (blocking, e.g. an encoder) of its pixels.
+
+        Mosaic, mask and ``finish`` run in one executor job: no second and third wait in
+        the executor's queue, which the tile cache's disk writes share during a cold read.
+        """
         resolution = min(abs(output.transform.a), abs(output.transform.e))
         ground = ground_resolution(output)
+        loop = asyncio.get_running_loop()
         if not self._touches_aoi(output):  # nothing would show: fetch nothing
             rgba = np.zeros((4, output.height, output.width), dtype=np.uint8)
-            return ImageRead(rgba, output, self.estimate(output).zoom, 0, resolution, ground)
-        result = await self.reader.read(output)
-        loop = asyncio.get_running_loop()
-        rgba = await loop.run_in_executor(
-            self.executor, partial(_masked, result.rgba, self.aois, output)
-        )
-        return ImageRead(rgba, output, result.zoom, result.requests, resolution, ground)
+            done = await loop.run_in_executor(self.executor, finish, rgba, output)
+            return ImageRead(rgba, output, self.estimate(output).zoom, 0, resolution, ground), done
+        reader = _FinishingReader(self, finish)
+        result = await reader.read(output)
+        if reader.finished:
+            rgba, done = result.rgba, reader.finished[0]
+        else:  # nothing was composed (no tile of the matrix there): mask and finish here
+            rgba, done = await loop.run_in_executor(
+                self.executor, _mask_then, result.rgba, self.aois, output, finish
+            )
+        return ImageRead(rgba, output, result.zoom, result.requests, resolution, ground), done
 
     def _touches_aoi(self, output: Grid) -> bool:
         return bool(shapely.box(*grid_bounds(output)).intersects(project(self.aois, output.crs)))
@@ -281,65 +301,37 @@ class StreamingImage:
             )
 
 
-def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
-    """True where a pixel's centre is inside an AOI (the AOIs projected into the grid CRS)."""
-    return _inside(project(aois, output.crs), output)
+class _FinishingReader(SourceReader, Generic[T]):
+    """A reader of one read whose mosaic job also masks the pixels and calls ``finish``."""
+
+    def __init__(self, image: StreamingImage, finish: Callable[[np.ndarray, Grid], T]) -> None:
+        super().__init__(image.source, image.executor, image.limits)
+        self.aois, self.finish = image.aois, finish
+        self.finished: list[T] = []
+
+    async def _compose(
+        self,
+        pieces: list[Piece],
+        canvas: Grid,
+        output: Grid,
+        resampling: Resampling,
+        memo: TileMemo | None = None,
+    ) -> Composite:
+        def work() -> Composite:
+            limit, how = self.limits.max_image_pixels, resampling
+            made = compose(pieces, canvas, output, max_pixels=limit, resampling=how, memo=memo)
+            rgba, done = _mask_then(made.rgba, self.aois, output, self.finish)
+            self.finished.append(done)
+            return attrs.evolve(made, rgba=rgba)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
 
-def _masked(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
-    """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can.
-
-    The mask is drawn (:func:`aoi_mask`) only in the blocks of :data:`MASK_BLOCK` px that
-    an AOI edge crosses: a block inside the AOIs keeps its pixels (each centre is an
-    interior point), a block clear of them is zeroed. A window inside an AOI draws nothing.
-    """
-    if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
-        rgba = rgba.copy()
-    t = output.transform
-    if t.b or t.d:  # rotated: no blocks of the CRS's axes
-        rgba[:, ~aoi_mask(aois, output)] = 0
-        return rgba
-    area = project(aois, output.crs)
-    rows = range(0, output.height, MASK_BLOCK)
-    cols = range(0, output.width, MASK_BLOCK)
-    blocks = [
-        _block(output, r, c, min(MASK_BLOCK, output.height - r), min(MASK_BLOCK, output.width - c))
-        for r in rows
-        for c in cols
-    ]
-    boxes = shapely.box(*np.array([grid_bounds(b) for b in blocks]).T)
-    inside = shapely.covers(area, boxes)
-    touches = shapely.intersects(area, boxes)
-    for block, (r, c), whole, some in zip(
-        blocks, ((r, c) for r in rows for c in cols), inside, touches, strict=True
-    ):
-        if whole:
-            continue
-        part = rgba[:, r : r + block.height, c : c + block.width]
-        edge = _polygons(shapely.clip_by_rect(area, *grid_bounds(block))) if some else None
-        if edge is None:
-            part[...] = 0
-        else:  # the AOIs cut to the block: a few vertices to rasterize, not all of them
-            part[:, ~_inside(edge, block)] = 0
-    return rgba
-
-
-def _polygons(geometry: object) -> object | None:
-    """The polygons of ``geometry`` (a clip may add lines or points), None if none."""
-    flat = shapely.get_parts(shapely.get_parts(geometry))  # collections, then multi-parts
-    parts = [p for p in flat if p.geom_type == "Polygon" and not p.is_empty]
-    return shapely.multipolygons(parts) if parts else None
-
-
-def _inside(geometry: object, output: Grid) -> np.ndarray:
-    inside: np.ndarray = geometry_mask(
-        [geometry], out_shape=(output.height, output.width), transform=output.transform, invert=True
-    )
-    return inside
-
-
-def _block(output: Grid, row: int, col: int, height: int, width: int) -> Grid:
-    return Grid(output.crs, output.transform * Affine.translation(col, row), width, height)
+def _mask_then(
+    rgba: np.ndarray, aois: AOIs, output: Grid, finish: Callable[[np.ndarray, Grid], T]
+) -> tuple[np.ndarray, T]:
+    masked = _masked(rgba, aois, output)
+    return masked, finish(masked, output)
 
 
 def _bytes(pixels: int) -> int:

@@ -218,12 +218,15 @@ async def _read(
     services = request.app[SERVICES]
     detector = asks.detector_resolution(request.query, request.headers)
     server = await load_server(services, record)  # 410 before the library is asked
-    result = await _service(request).read(record, server, ask, detector)
-    grid = result.grid
-    loop = asyncio.get_running_loop()
-    encoded: Encoded = await loop.run_in_executor(
-        services.executor, encode, result.rgba, grid.crs, grid.transform, fmt
+    # Encoded in the executor job that composes and masks the read (one job, not three).
+    result, encoded = await _service(request).read_then(
+        record,
+        server,
+        ask,
+        detector,
+        lambda rgba, grid: encode(rgba, grid.crs, grid.transform, fmt),
     )
+    grid = result.grid
     headers = georef_headers(grid.crs, grid.transform)
     headers.update(
         {

@@ -9,9 +9,11 @@ which reads through the tile cache.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
+import numpy as np
 
 from proxy.api_models import ImportAsk
 from proxy.catalog.base import ImageRecord, NewImage, ServerRecord
@@ -40,6 +42,8 @@ from streaming.image import (
 )
 from streaming.mosaic import Grid
 from streaming.types import BBox
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -98,6 +102,18 @@ class ImageService:
         self, record: ImageRecord, server: ServerRecord, ask: ReadAsk, detector: float | None
     ) -> ImageRead:
         """Read ``ask`` of the image over its ``server``, after the guard and the budgets."""
+        result, _ = await self.read_then(record, server, ask, detector, lambda rgba, grid: None)
+        return result
+
+    async def read_then(
+        self,
+        record: ImageRecord,
+        server: ServerRecord,
+        ask: ReadAsk,
+        detector: float | None,
+        finish: Callable[[np.ndarray, Grid], T],
+    ) -> tuple[ImageRead, T]:
+        """:meth:`read`, and ``finish`` (an encoder) of its pixels in the mosaic's executor job."""
         grid = image_grid(record)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
@@ -116,7 +132,7 @@ class ImageService:
                 self.services.metrics.count_guard_refusal()
                 raise _with_fix(exc, record, server, detector) from None
             self._check_budget(view, int(estimate.requests))
-            result: ImageRead = await image.read(view)
+            result = await image.read_then(view, finish)
             self.services.metrics.count_read()
         return result
 

@@ -17,7 +17,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
 from streaming.aoi import parse_aois
-from streaming.image import _masked, aoi_mask
+from streaming.mask import aoi_mask
+from streaming.mask import mask_outside as _masked
 from streaming.mosaic import PIL_FILTERS, Grid, resize
 
 MERCATOR = CRS.from_epsg(3857)
@@ -109,19 +110,24 @@ def test_the_mask_drawn_by_blocks_is_the_mask_of_the_whole_grid(lon, lat, size, 
     rng = np.random.default_rng(3)
     rgba = rng.integers(1, 256, (4, output.height, output.width), dtype=np.uint8)
     expected = full_mask(rgba, output)
+    interleaved = rgba.transpose(1, 2, 0).copy().transpose(2, 0, 1)  # as a read comes
     rgba.flags.writeable = False  # as a resampled read comes
     masked = _masked(rgba, AOIS, output)
     assert masked.flags.writeable
     np.testing.assert_array_equal(masked, expected)
+    # a view of interleaved pixels is masked a whole pixel (4 bytes) at a time, in place
+    assert _masked(interleaved, AOIS, output) is interleaved
+    np.testing.assert_array_equal(interleaved, expected)
 
 
 def test_a_window_inside_the_aoi_draws_no_mask(monkeypatch):
-    import streaming.image
+    import streaming.mask
 
     def refuse(*args):
         raise AssertionError("no mask to draw")
 
-    monkeypatch.setattr(streaming.image, "aoi_mask", refuse)
+    monkeypatch.setattr(streaming.mask, "aoi_mask", refuse)
+    monkeypatch.setattr(streaming.mask, "_inside", refuse)
     rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
     assert _masked(rgba, AOIS, grid_at(6.605, 46.535)) is rgba
     assert (rgba == 9).all()
@@ -137,7 +143,7 @@ def test_a_rotated_grid_is_masked_whole():
 def test_only_the_polygons_of_a_clip_are_rasterized():
     import shapely
 
-    from streaming.image import _polygons
+    from streaming.mask import polygons as _polygons
 
     mixed = shapely.GeometryCollection(
         [
