@@ -54,6 +54,20 @@ async def drop_database(url: str) -> None:
         await admin.close()
 
 
+async def terminate_connections(url: str) -> None:
+    """Cut every connection to the database at ``url``, as a restart of PostgreSQL would."""
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        cut = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            name,
+        )
+        assert cut > 0, "no connection to cut: the test would prove nothing"
+    finally:
+        await admin.close()
+
+
 @attrs.frozen
 class Backend:
     """One catalog backend under test: ``url`` is the ``catalog_url`` setting."""

@@ -20,3 +20,13 @@ async def backend(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Bac
         yield Backend("postgresql", url, tmp_path / "c.sqlite")
     finally:
         await drop_database(url)
+
+
+@pytest.fixture
+async def postgresql(tmp_path) -> AsyncIterator[Backend]:  # type: ignore[no-untyped-def]
+    """PostgreSQL alone (a fresh database, dropped after), for what only it has."""
+    url = await create_database()
+    try:
+        yield Backend("postgresql", url, tmp_path / "c.sqlite")
+    finally:
+        await drop_database(url)

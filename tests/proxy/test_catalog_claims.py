@@ -13,7 +13,7 @@ from proxy.app import create_app
 from proxy.catalog.base import NewCell, NewJob
 from proxy.config import load_settings
 from tests.conftest import API_KEY
-from tests.proxy.catalog_backends import Backend
+from tests.proxy.catalog_backends import Backend, terminate_connections
 
 LEASE = 30.0
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
@@ -160,5 +160,23 @@ async def test_ready_names_the_catalog_backend(aiohttp_client, tmp_path, backend
             == [s["id"] for s in listed["servers"]]
             != []
         )
+    finally:
+        await catalog.close()
+
+
+async def test_the_catalog_reconnects_after_postgresql_cut_its_connections(postgresql: Backend):
+    catalog = await postgresql.open()
+    try:
+        made = await catalog.jobs.create(job(), cells(2))
+        first = await catalog.cells.claim("w", LEASE)
+        assert first is not None
+        await terminate_connections(postgresql.url)  # as a restart of PostgreSQL does
+        # The pool replaces the dead connections: work goes on, the claim still holds.
+        assert await catalog.cells.heartbeat(made.id, first.index, "w", first.attempt, LEASE)
+        assert await catalog.cells.complete(
+            made.id, first.index, first.attempt, output=None, bytes_written=1, upstream_requests=0
+        )
+        assert (await catalog.jobs.get(made.id)).cells.done == 1  # type: ignore[union-attr]
+        await catalog.ping()
     finally:
         await catalog.close()
