@@ -180,3 +180,14 @@ async def wait_for_listener(url: str, count: int = 1) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("no worker LISTENs")
+
+
+async def test_sigterm_gives_the_running_cells_back_at_once(pair):
+    worker = await pair.start_worker(slots=2)
+    job_id = await pair.start_download()
+    taken = await pair.running_cell_of(job_id, worker)
+    assert await worker.stop() == 0
+    cell = {c.index: c for c in await pair.cells(job_id)}[taken.index]
+    assert cell.owner is None and cell.state in ("pending", "done")  # not left leased
+    assert not any(c.state == "running" for c in await pair.cells(job_id))
+    assert "giving running cells back" in worker.text()
