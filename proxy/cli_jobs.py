@@ -47,6 +47,10 @@ def add_commands(commands: Any) -> None:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("job", help="job id")
         cmd.set_defaults(run=func)
+    orphans = sub.add_parser("orphans", help="outputs of a job that no done cell records")
+    orphans.add_argument("job", help="job id")
+    orphans.add_argument("--delete", action="store_true", help="delete them (not adoptable ones)")
+    orphans.set_defaults(run=cmd_jobs_orphans)
     run = sub.add_parser("run", help="materialize an image here, without a server")
     run.add_argument("image", help="image id")
     add_materialize_options(run)
@@ -120,6 +124,30 @@ def cmd_jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
             return job_view(await Jobs(services, {}).retry(args.job))
 
     _print_json(asyncio.run(run()))
+    return 0
+
+
+def cmd_jobs_orphans(args: argparse.Namespace, settings: Settings) -> int:
+    """List a job's orphan outputs (and delete them with ``--delete``), one per line."""
+    from proxy.outputs import output_store
+    from proxy.outputs.orphans import cleanup, find_orphans
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        async with open_services(settings) as services:
+            await Jobs(services, {}).get(args.job)  # 404 job_not_found when unknown
+            store = output_store(settings)
+            found = await find_orphans(services, args.job, store)
+            removed = await cleanup(services, args.job, store) if args.delete else []
+            return found, removed
+
+    found, removed = asyncio.run(run())
+    gone = {(o.key, o.upload_id) for o in removed}
+    for orphan in found:
+        mark = "deleted" if (orphan.key, orphan.upload_id) in gone else (
+            "adoptable" if orphan.adoptable else "orphan"
+        )  # fmt: skip
+        print(f"{mark}\t{orphan.key}\t{orphan.reason}")
+    print(f"{len(found)} orphan(s), {len(removed)} deleted", file=sys.stderr)
     return 0
 
 

@@ -175,6 +175,27 @@ class Settings:
         default=15.0, converter=float, validator=attrs.validators.gt(0)
     )
 
+    # Where job outputs land (proxy/outputs/): "" is the outputs folder on local disk
+    # (outputs_dir), s3://bucket/prefix an S3-compatible store: each cell's COG is written
+    # and validated locally, then uploaded create-only (If-None-Match: *, or with
+    # s3_conditional_writes = false a HEAD-then-put for stores without it).
+    output_url: str = attrs.field(default="", validator=lambda _i, _a, v: _output_url(v))
+    s3_endpoint_url: str = ""  # "" is AWS; e.g. http://minio:9000
+    s3_region: str = ""
+    # Credentials: "" falls back to boto3's chain (AWS_ACCESS_KEY_ID... , profiles, roles).
+    # Never shown: repr=False keeps them out of logs and reprs.
+    s3_access_key_id: str = attrs.field(default="", repr=False)
+    s3_secret_access_key: str = attrs.field(default="", repr=False)
+    s3_conditional_writes: bool = attrs.field(default=True, converter=_bool)
+    # Files above this are sent in parts of this size (boto3's managed transfer), with at
+    # most s3_upload_concurrency parts in flight: memory ~ chunk x concurrency per upload.
+    s3_multipart_bytes: int = attrs.field(
+        default=16 * 1024 * 1024, converter=int, validator=attrs.validators.ge(5 * 1024 * 1024)
+    )
+    s3_upload_concurrency: int = attrs.field(
+        default=4, converter=int, validator=attrs.validators.ge(1)
+    )
+
     @property
     def encode_options(self) -> dict[str, int]:
         """Keyword arguments of :func:`streaming.codecs.encode` from these settings."""
@@ -210,6 +231,11 @@ def _catalog_url(value: str) -> None:
 def _cache_url(value: str) -> None:
     if value and not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("cache_url is empty (local cache) or a redis://, rediss:// or unix:// URL")
+
+
+def _output_url(value: str) -> None:
+    if value and not (value.startswith("s3://") and len(value) > len("s3://")):
+        raise ValueError("output_url is empty (the outputs folder) or s3://bucket[/prefix]")
 
 
 FIELDS = {f.name for f in attrs.fields(Settings)}

@@ -33,12 +33,13 @@ from rasterio.io import DatasetWriter
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from streaming.errors import InvalidRead
+from streaming.errors import InvalidRead, InvalidWindow, WindowOutside
 from streaming.image import StreamingImage
 
 Compression = Literal["jpeg", "webp", "deflate", "lzw", "zstd"]
 COMPRESSIONS: tuple[str, ...] = get_args(Compression)
 STAGE_SUFFIX = ".raw"
+GDAL_CACHE_MB = 64
 # The stage is read once, by the COG copy: a cheap codec keeps its disk use down.
 STAGE_OPTIONS: dict[str, Any] = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
 
@@ -108,7 +109,7 @@ async def write_cog(
     On any error or cancellation, ``path`` and its stage are removed (a blocking step
     still running in ``executor`` removes them when it ends), and the error propagates.
     """
-    image.window(window.col_off, window.row_off, window.width, window.height)  # checks bounds
+    check_window(image, window)
     stage = path.with_name(path.name + STAGE_SUFFIX)
     steps = _Steps(executor, (path, stage))
     try:
@@ -124,6 +125,19 @@ async def write_cog(
         steps.discard()
         raise
     return CogWritten(size, block_count(window, options.block), requests)
+
+
+def check_window(image: StreamingImage, window: CogWindow) -> None:
+    """Refuse a window that is empty or not entirely inside the image (any size is fine)."""
+    col, row, width, height = window.col_off, window.row_off, window.width, window.height
+    if width <= 0 or height <= 0:
+        raise InvalidWindow(f"the window is {width}x{height} px: sizes must be positive")
+    size_w, size_h = image.grid.width, image.grid.height
+    if col < 0 or row < 0 or col + width > size_w or row + height > size_h:
+        raise WindowOutside(
+            f"window {col},{row},{width},{height} is not inside the image: "
+            f"the image is {size_w}x{size_h} px"
+        )
 
 
 async def _read_blocks(
@@ -172,7 +186,7 @@ class _Steps:
         self.running: set[Future[Any]] = set()
 
     async def run(self, fn: Any, *args: Any) -> Any:
-        future = self.executor.submit(fn, *args)
+        future = self.executor.submit(_bounded, fn, *args)
         self.running.add(future)
         try:
             return await asyncio.wrap_future(future)
@@ -185,6 +199,16 @@ class _Steps:
         _remove(self.paths)
         for future in self.running:
             future.add_done_callback(lambda _f: _remove(self.paths))
+
+
+def _bounded(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with GDAL's block cache held to :data:`GDAL_CACHE_MB`.
+
+    GDAL's default (5 % of the RAM) let a 16384² COG copy grow the process by 1.5 GB
+    of cached blocks (benchmarks/RESULTS.md); 64 MB costs it no time.
+    """
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return fn(*args)
 
 
 def _remove(paths: tuple[Path, ...]) -> None:
@@ -237,5 +261,5 @@ def _copy_cog(stage: Path, path: Path, options: CogOptions) -> None:
         creation["quality"] = options.quality
     elif options.compression in ("deflate", "lzw", "zstd"):
         creation["predictor"] = "yes"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(stage, path, driver="COG", **creation)

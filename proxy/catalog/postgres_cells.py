@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.catalog.base import CellRecord, Claim
-from proxy.catalog.postgres_jobs import NOT_ENDED, Clock
+from proxy.catalog.postgres_jobs import NOT_ENDED, Clock, notify_claimable
 from proxy.catalog.schema import cells, jobs
 from proxy.catalog.sqlite_servers import now
 
@@ -151,7 +151,11 @@ class PostgresCellStore:
             .where(*_held(job_id, index, attempt))
             .values(state="pending", owner=None, lease_until=None)
         )
-        return await self._changed(query)
+        async with self.database.transaction() as db:
+            released = bool((await db.execute(query)).rowcount)
+            if released:
+                await notify_claimable(db, job_id)
+            return released
 
     async def of_job(self, job_id: str) -> list[CellRecord]:
         """The job's cells by index."""
@@ -171,9 +175,13 @@ class PostgresCellStore:
             cells.update()
             .where(cells.c.owner == owner, cells.c.state == "running")
             .values(state="pending", owner=None, lease_until=None)
+            .returning(cells.c.job_id)
         )
         async with self.database.transaction() as db:
-            return int((await db.execute(query)).rowcount)
+            job_ids = list((await db.execute(query)).scalars())
+            for job_id in set(job_ids):
+                await notify_claimable(db, job_id)
+            return len(job_ids)
 
     async def _changed(self, query: sa.Update) -> bool:
         async with self.database.transaction() as db:

@@ -1,7 +1,10 @@
 """Jobs in the PostgreSQL catalog: the same state machine as ``sqlite_jobs``, in Core.
 
-Locks are always taken cells first, then their job (claims, cancel, retry alike), so
-two transactions never wait on each other in a circle.
+Locks are always taken cells first, then their job (claims, cancel, retry, the job's end
+alike), so two transactions never wait on each other in a circle. Under READ COMMITTED
+each statement reads what was committed when it began: the job's end locks the job's
+cells first, so a retry running at that moment has committed before the end checks that
+no cell is left to run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 NOT_ENDED = ("pending", "running", "paused")
+# Idle workers LISTEN here: a job's id is sent (at commit) whenever its cells become claimable
+# by a new job, a retry, or a claim given back.
+CELLS_CHANNEL = "imagery_proxy_cells"
+NOTIFY = sa.text("SELECT pg_notify(:channel, :job)")
+
+
+async def notify_claimable(db: AsyncConnection, job_id: str) -> None:
+    """Tell idle workers the job has cells to claim (sent when the transaction commits)."""
+    await db.execute(NOTIFY, {"channel": CELLS_CHANNEL, "job": job_id})
 
 
 def _count(state: str) -> sa.ColumnElement[Any]:
@@ -88,6 +100,7 @@ class PostgresJobStore:
                     for c in new_cells
                 ]
                 await db.execute(cells.insert(), rows)
+                await notify_claimable(db, job_id)
         record = await self.get(job_id)
         assert record is not None
         return record
@@ -170,6 +183,7 @@ class PostgresJobStore:
                         updated_at=now(),
                     )
                 )
+                await notify_claimable(db, job_id)
             return int(reset)
 
     async def pause(self, job_id: str, until: float, reason: str, message: str) -> None:
@@ -216,11 +230,14 @@ class PostgresJobStore:
             .values(finisher=owner, finisher_until=at + lease_seconds)
         )
         async with self.database.transaction() as db:
+            # A retry holds these until it commits: the check below then reads its cells.
+            await _lock_cells(db, job_id)
             return bool((await db.execute(query)).rowcount)
 
     async def end_finish(self, job_id: str, owner: str, error: str | None) -> str | None:
         """End the job: ``failed`` with a failed cell or an ``error``, else ``done``."""
         async with self.database.transaction() as db:
+            await _lock_cells(db, job_id)  # no retry between the count and the end
             failed = (
                 await db.execute(
                     sa.select(sa.func.count()).where(

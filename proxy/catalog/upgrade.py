@@ -11,6 +11,7 @@ last step, then stamped with the baseline revision it equals, then upgraded.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.catalog.migrations import MIGRATIONS, CatalogTooNew
 
+log = logging.getLogger(__name__)
+# Alembic tells of its context at INFO on every start; our own line says what changed.
+ALEMBIC_LOG = logging.getLogger("alembic")
 SCRIPTS = Path(__file__).parent / "alembic"
 BASELINE = "0001"  # equals the last PRAGMA user_version step
 LEGACY_VERSION = len(MIGRATIONS)
@@ -53,6 +57,20 @@ def current_revision(connection: sa.Connection) -> str | None:
 
 def upgrade(connection: sa.Connection) -> str:
     """Upgrade the database behind ``connection`` (inside its locked transaction) to head."""
+    level = ALEMBIC_LOG.level
+    ALEMBIC_LOG.setLevel(logging.WARNING)
+    try:
+        before = current_revision(connection)
+        after = _upgrade(connection)
+    finally:
+        ALEMBIC_LOG.setLevel(level)
+    if after != before:
+        name = connection.dialect.name
+        log.info("catalog (%s) schema: %s -> revision %s", name, before or "unstamped", after)
+    return after
+
+
+def _upgrade(connection: sa.Connection) -> str:
     config = alembic_config(connection)
     known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
     current = current_revision(connection)

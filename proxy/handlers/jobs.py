@@ -18,12 +18,14 @@ from proxy.api_models import validate_body
 from proxy.catalog.base import ENDED, CellStore, JobRecord
 from proxy.errors import InvalidInput, NotFound
 from proxy.http import json_response, read_json
+from proxy.images.service import ImageService
 from proxy.images.store import load_image, load_server
 from proxy.jobs.api_models import MaterializeAsk, SeedAsk
 from proxy.jobs.downloads import materialize_params
 from proxy.jobs.service import Jobs
 from proxy.jobs.views import cells_geojson
 from proxy.keys import JOBS, SERVICES
+from proxy.quota.share import check_fits, quota_share
 
 EVENT_INTERVAL = 0.25  # at most ~4 job events a second
 PING_INTERVAL = 15.0
@@ -82,16 +84,22 @@ async def materialize_image(request: web.Request) -> web.Response:
     ask: MaterializeAsk = validate_body(MaterializeAsk, await read_json(request, required=False))
     services = request.app[SERVICES]
     image = await load_image(services, request.match_info["id"])
-    await load_server(services, image)  # 410 when its server was deleted
+    server = await load_server(services, image)  # 410 when its server was deleted
+    # The share of the server's quota a full read of the image would use (SPEC §6, quotas).
+    requests, bytes_ = await ImageService(services).full_read_cost(image, server)
+    share = await quota_share(services, server, requests, bytes_)
+    if ask.require_quota:
+        check_fits(share, server.id)
     jobs = _jobs(request)
     record = await jobs.create(
         "materialize",
         name=image.name,
         server_id=image.server_id,
         image_id=image.id,
-        params=materialize_params(image.id, **ask.model_dump()),
+        params=materialize_params(image.id, **ask.model_dump(exclude={"require_quota"})),
     )
-    return json_response(jobs.view(record), 202, {"Location": f"/jobs/{record.id}"})
+    answer = {**jobs.view(record), "quota": share}
+    return json_response(answer, 202, {"Location": f"/jobs/{record.id}"})
 
 
 async def seed_server(request: web.Request) -> web.Response:

@@ -86,17 +86,19 @@ class ImageService:
             )
         )
 
+    async def full_read_cost(self, record: ImageRecord, server: ServerRecord) -> tuple[int, int]:
+        """Upstream requests and bytes of reading all of ``record`` (nothing is fetched)."""
+        grid = image_grid(record)
+        with server_scope(server.id):
+            source = await self.services.sources.get(server)
+        estimate = self._image(source, grid, aois_of(record.aois)).estimate(grid.as_grid())
+        return int(estimate.requests), int(estimate.bytes)
+
     async def read(
         self, record: ImageRecord, server: ServerRecord, ask: ReadAsk, detector: float | None
     ) -> ImageRead:
         """Read ``ask`` of the image over its ``server``, after the guard and the budgets."""
-        grid = ImageGrid(
-            image_crs(record),
-            image_transform(record),
-            record.width,
-            record.height,
-            record.resolution_m,
-        )
+        grid = image_grid(record)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
             image = self._image(source, grid, aois_of(record.aois))
@@ -182,3 +184,14 @@ def _with_fix(
     exc.extra.setdefault("image_resolution", image.resolution_m)
     exc.extra.setdefault("detector_resolution", detector)
     return exc
+
+
+def image_grid(record: ImageRecord) -> ImageGrid:
+    """The pixel grid of a stored image."""
+    return ImageGrid(
+        image_crs(record),
+        image_transform(record),
+        record.width,
+        record.height,
+        record.resolution_m,
+    )

@@ -109,6 +109,11 @@ class MaterializeAsk(BaseModel):
     detector_resolution: float | None = Field(
         default=None, gt=0, le=100_000, description="m/px: the resolution guard (SPEC §5)"
     )
+    require_quota: bool = Field(
+        default=False,
+        description="refuse (409 quota_insufficient) when the materialization would not fit "
+        "what remains of the server's quota",
+    )
 
 
 class SeedAsk(BaseModel):

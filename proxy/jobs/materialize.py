@@ -3,8 +3,9 @@
 ``plan`` loads the image and its server, checks the parameters and the resolution guard
 (409 before anything is fetched, as for reads), and lists the cells of
 :func:`streaming.layout.cells` (only those overlapping an AOI). ``run_cell`` writes one
-cell through :func:`streaming.cog.write_cog` into its temporary and renames it
-(:class:`proxy.jobs.outputs.CellOutput`); ``finish`` writes the STAC Collection.
+cell through :func:`streaming.cog.write_cog` into a local temporary, which the outputs store
+(:mod:`proxy.outputs`: the outputs folder, or S3) validates and publishes create-only;
+``finish`` writes the STAC Collection and removes orphans.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from pyproj import Transformer
+from rasterio.transform import Affine
 
 from proxy.catalog.base import ImageRecord, ServerRecord
 from proxy.errors import InvalidInput
@@ -25,21 +27,15 @@ from proxy.images.plan import aois_of
 from proxy.images.service import _with_fix
 from proxy.images.store import image_crs, image_transform, load_image, load_server
 from proxy.jobs.kinds import CellDone, CellFailed, CellWork, PlannedCell
-from proxy.jobs.outputs import (
-    CellOutput,
-    cell_file_name,
-    inside,
-    job_folder_name,
-    outputs_root,
-    remove_stale_temporaries,
-    write_failure,
-)
-from proxy.jobs.stac import write_collection
+from proxy.jobs.outputs import CellOutput, cell_file_name, job_folder_name, write_failure
 from proxy.metrics import server_scope
 from proxy.net.client import REQUEST_LOG, RequestRecord
+from proxy.outputs import output_store
+from proxy.outputs.base import CellHeader
+from proxy.outputs.orphans import cleanup
 from proxy.services import Services
 from streaming.cog import COMPRESSIONS, CogOptions, CogWindow, write_cog
-from streaming.errors import SourceError, SourceQuotaExceeded, StreamingError
+from streaming.errors import CodedError, SourceError, SourceQuotaExceeded, StreamingError
 from streaming.guard import ResolutionTooHigh, check_resolution
 from streaming.image import ImageGrid, StreamingImage, cells, ground_resolution
 
@@ -71,6 +67,7 @@ class MaterializeKind:
     def __init__(self, block: int = BLOCK, blocks_in_flight: int = BLOCKS_IN_FLIGHT) -> None:
         self.block = block
         self.blocks_in_flight = blocks_in_flight
+        self.taken_up: set[str] = set()  # jobs whose orphans this process cleaned
 
     async def plan(self, services: Services, params: dict[str, Any]) -> list[PlannedCell]:
         """The cells of a materialization of ``params["image_id"]`` (guard checked first)."""
@@ -116,15 +113,19 @@ class MaterializeKind:
     ) -> CellDone:
         """Write cell ``work.spec`` of the image into its COG; the file's size and path."""
         image, server = await self._records(services, work.params)
-        folder = inside(outputs_root(services.settings), job_folder_name(image.name, work.job_id))
-        output = CellOutput(folder, str(work.spec["file"]), work.attempt)
-        relative = f"{folder.name}/{output.name}"
+        store = output_store(services.settings)
+        if work.job_id not in self.taken_up:  # resume: the garbage of earlier runs goes
+            self.taken_up.add(work.job_id)
+            await cleanup(services, work.job_id, store)
+        folder = job_folder_name(image.name, work.job_id)
+        target = store.cell(folder, str(work.spec["file"]), work.attempt, work.job_id, work.index)
+        output = CellOutput(target.part.parent, str(work.spec["file"]), work.attempt)
+        relative = target.relative
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(services.executor, output.prepare)
-        if output.final.exists():  # renamed before a crash, not yet recorded: it is whole
-            size = output.final.stat().st_size
-            progress(size)
-            return CellDone(bytes_written=size, output=relative)
+        existing = await loop.run_in_executor(writer_pool(), target.prepare)
+        if existing is not None:  # published before a crash, not yet recorded: it is whole
+            progress(existing)
+            return CellDone(bytes_written=existing, output=relative)
         window = CogWindow(
             int(work.spec["col_off"]),
             int(work.spec["row_off"]),
@@ -138,6 +139,7 @@ class MaterializeKind:
             tags=cog_tags(image, server),
         )
         requests: list[RequestRecord] = []
+        published = False
         token = REQUEST_LOG.set(requests)
         try:
             with server_scope(server.id):
@@ -146,8 +148,9 @@ class MaterializeKind:
                     source, image_grid(image), aois_of(image.aois), services.executor,
                     services.read_limits,
                 )  # fmt: skip
-                await write_cog(streaming, window, output.part, options, writer_pool())
-            size = await loop.run_in_executor(writer_pool(), output.commit)
+                await write_cog(streaming, window, target.part, options, writer_pool())
+            size = await loop.run_in_executor(writer_pool(), target.publish)
+            published = True
         except SourceQuotaExceeded:
             raise
         except SourceError as exc:
@@ -162,19 +165,17 @@ class MaterializeKind:
             raise
         finally:
             REQUEST_LOG.reset(token)
-            if not output.final.exists():
-                output.discard()
+            if not published:
+                target.discard()
         progress(size)
         return CellDone(bytes_written=size, upstream_requests=len(requests), output=relative)
 
     async def finish(self, services: Services, job_id: str, params: dict[str, Any]) -> None:
         """Write the STAC Collection (one Item per cell file) into the job's folder."""
         image, server = await self._records(services, params)
-        folder = inside(outputs_root(services.settings), job_folder_name(image.name, job_id))
-        files = sorted(
-            (p for p in folder.glob("*.tif") if not p.name.startswith(".")),
-            key=lambda p: (len(p.name), p.name),
-        )
+        store = output_store(services.settings)
+        folder = job_folder_name(image.name, job_id)
+        recorded = await recorded_headers(services, image, job_id)
         properties = {
             "imagery_proxy:image_id": image.id,
             "imagery_proxy:server_id": server.id,
@@ -187,12 +188,10 @@ class MaterializeKind:
         )
         created = dt.datetime.now(dt.UTC)
         await asyncio.get_running_loop().run_in_executor(
-            services.executor,
-            lambda: (
-                remove_stale_temporaries(folder),
-                write_collection(folder, folder.name, description, files, created, properties),
-            ),
+            writer_pool(),
+            lambda: store.write_collection(folder, description, created, properties, recorded),
         )
+        await cleanup(services, job_id, store)
 
     async def _records(
         self, services: Services, params: dict[str, Any]
@@ -200,7 +199,7 @@ class MaterializeKind:
         try:
             image = await load_image(services, str(params.get("image_id", "")))
             server = await load_server(services, image)
-        except StreamingError as exc:  # deleted since the job was made
+        except CodedError as exc:  # deleted since the job was made (404, 410)
             raise CellFailed(f"{exc.code}: {exc.message}") from exc
         return image, server
 
@@ -209,6 +208,21 @@ def image_grid(image: ImageRecord) -> ImageGrid:
     """The stored image's pixel grid."""
     res = abs(image.transform[0])
     return ImageGrid(image_crs(image), image_transform(image), image.width, image.height, res)
+
+
+async def recorded_headers(services: Services, image: ImageRecord, job_id: str) -> list[CellHeader]:
+    """The headers of the job's done cells, from the catalog: the image's grid, offset."""
+    grid = image_grid(image)
+    headers = []
+    for cell in await services.catalog.cells.of_job(job_id):
+        if cell.state == "done" and cell.output:
+            col, row = int(cell.spec["col_off"]), int(cell.spec["row_off"])
+            headers.append(CellHeader(
+                name=cell.output.rsplit("/", 1)[-1], crs=grid.crs,
+                transform=grid.transform * Affine.translation(col, row),
+                width=int(cell.spec["width"]), height=int(cell.spec["height"]),
+            ))  # fmt: skip
+    return sorted(headers, key=lambda h: (len(h.name), h.name))
 
 
 def compression(params: dict[str, Any]) -> Any:

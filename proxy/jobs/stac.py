@@ -1,9 +1,10 @@
 """The STAC Collection of a job's outputs: one Item per cell file, beside the files.
 
-Built from the cell files themselves (each GeoTIFF's header gives its CRS, transform and
-shape), so it needs nothing but the folder: ``collection.json`` and ``{name}_{n}.json``
-per ``{name}_{n}.tif``, every link and asset href relative (the folder can be moved or
-served as is). Each JSON file is written to a temporary and renamed: atomic.
+Built from each cell's header (CRS, transform, shape): read from the cell files in the
+outputs folder, or from the catalog's done cells for an S3 store (no download). Files:
+``collection.json`` and ``{name}_{n}.json`` per ``{name}_{n}.tif``, every link and asset
+href relative (the folder can be moved or served as is). Each JSON file is written to a
+temporary and renamed: atomic.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pystac.extensions.projection import ProjectionExtension
 from pystac.stac_io import DefaultStacIO
 
 from proxy.jobs.outputs import fsync_dir
+from proxy.outputs.base import CellHeader
 
 COLLECTION = "collection.json"
 EDGE_SAMPLES = 16  # points per cell edge: edges curve in lon/lat
@@ -47,10 +49,21 @@ class AtomicStacIO(DefaultStacIO):
             raise
 
 
-def cell_item(path: Path, created: dt.datetime, properties: Mapping[str, Any]) -> pystac.Item:
-    """The Item of one cell file: lon/lat footprint, projection, the file as ``data``."""
+def read_header(path: Path) -> CellHeader:
+    """The header of a cell file (its CRS, transform and shape)."""
     with rasterio.open(path) as src:
-        crs, transform, width, height = src.crs, src.transform, src.width, src.height
+        return CellHeader(
+            name=path.name, crs=src.crs, transform=src.transform, width=src.width,
+            height=src.height,
+        )  # fmt: skip
+
+
+def cell_item(
+    header: CellHeader, created: dt.datetime, properties: Mapping[str, Any]
+) -> pystac.Item:
+    """The Item of one cell file: lon/lat footprint, projection, the file as ``data``."""
+    crs, transform = header.crs, header.transform
+    width, height = header.width, header.height
     t = np.linspace(0.0, 1.0, EDGE_SAMPLES + 1)
     cols = np.concatenate([t, np.ones_like(t), t[::-1], np.zeros_like(t)]) * width
     rows = np.concatenate([np.zeros_like(t), t, np.ones_like(t), t[::-1]]) * height
@@ -60,7 +73,7 @@ def cell_item(path: Path, created: dt.datetime, properties: Mapping[str, Any]) -
     ring.append(ring[0])
     bbox = [float(min(lon)), float(min(lat)), float(max(lon)), float(max(lat))]
     item = pystac.Item(
-        id=path.stem,
+        id=Path(header.name).stem,
         geometry={"type": "Polygon", "coordinates": [ring]},
         bbox=bbox,
         datetime=created,
@@ -77,10 +90,10 @@ def cell_item(path: Path, created: dt.datetime, properties: Mapping[str, Any]) -
     item.add_asset(
         "data",
         pystac.Asset(
-            href=path.name,
+            href=header.name,
             media_type=pystac.MediaType.COG,
             roles=["data"],
-            title=path.name,
+            title=header.name,
         ),
     )
     return item
@@ -90,12 +103,12 @@ def write_collection(
     folder: Path,
     collection_id: str,
     description: str,
-    files: list[Path],
+    headers: Sequence[CellHeader],
     created: dt.datetime,
     properties: Mapping[str, Any],
 ) -> Path:
-    """Write ``collection.json`` and one Item per file in ``files`` (all in ``folder``)."""
-    items = [cell_item(path, created, properties) for path in files]
+    """Write ``collection.json`` and one Item per cell file of ``headers`` (all in ``folder``)."""
+    items = [cell_item(header, created, properties) for header in headers]
     boxes = np.array([item.bbox for item in items]) if items else None
     spatial = (
         [[float(boxes[:, 0].min()), float(boxes[:, 1].min()),

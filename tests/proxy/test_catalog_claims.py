@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import attrs
 
 from proxy.app import create_app
 from proxy.catalog.base import NewCell, NewJob
+from proxy.catalog.postgres_jobs import CELLS_CHANNEL
 from proxy.config import load_settings
 from tests.conftest import API_KEY
 from tests.proxy.catalog_backends import Backend, terminate_connections
@@ -179,4 +181,58 @@ async def test_the_catalog_reconnects_after_postgresql_cut_its_connections(postg
         assert (await catalog.jobs.get(made.id)).cells.done == 1  # type: ignore[union-attr]
         await catalog.ping()
     finally:
+        await catalog.close()
+
+
+async def test_idle_workers_listening_hear_of_claimable_cells(postgresql: Backend):
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(postgresql.url)
+    catalog = await postgresql.open()  # made the schema (the listener only listens)
+    await listener.add_listener(CELLS_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    try:
+        made = await catalog.jobs.create(job(), cells(1))
+        assert await asyncio.wait_for(heard.get(), 5) == made.id
+        claim = await catalog.cells.claim("w", LEASE)
+        assert claim is not None and await catalog.cells.release(made.id, 0, claim.attempt)
+        assert await asyncio.wait_for(heard.get(), 5) == made.id  # given back: claimable again
+        assert await catalog.cells.claim("dead", LEASE) is not None
+        assert await catalog.cells.release_owner("dead") == 1  # a dead worker's cells
+        assert await asyncio.wait_for(heard.get(), 5) == made.id
+        claim = await catalog.cells.claim("w", LEASE)
+        assert claim is not None and await catalog.cells.fail(made.id, 0, claim.attempt, "x")
+        assert heard.empty()  # a failure makes nothing claimable
+        assert await catalog.jobs.retry(made.id) == 1
+        assert await asyncio.wait_for(heard.get(), 5) == made.id
+    finally:
+        await listener.close()
+        await catalog.close()
+
+
+async def test_a_retry_committing_while_the_end_waits_keeps_the_job_running(postgresql: Backend):
+    catalog = await postgresql.open()
+    other = await asyncpg.connect(postgresql.url)  # a retry, held open mid-transaction
+    try:
+        made = await catalog.jobs.create(job(), cells(1))
+        claim = await catalog.cells.claim("w", LEASE)
+        assert claim is not None and await catalog.cells.fail(made.id, 0, claim.attempt, "x")
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT idx FROM cells WHERE job_id = $1 FOR UPDATE", made.id)
+        await other.execute("UPDATE cells SET state = 'pending' WHERE job_id = $1", made.id)
+        await other.execute("UPDATE jobs SET state = 'pending' WHERE id = $1", made.id)
+        end = asyncio.create_task(catalog.jobs.begin_finish(made.id, "finisher", LEASE))
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        for _ in range(500):  # until the end waits on the retry's locks
+            if await other.fetchval(waiting):
+                break
+            await asyncio.sleep(0.01)
+        await tx.commit()
+        assert await end is False  # it read the retried cell, not the failed one
+        record = await catalog.jobs.get(made.id)
+        assert record is not None and record.state == "pending" and record.cells.pending == 1
+    finally:
+        await other.close()
         await catalog.close()

@@ -120,3 +120,51 @@ async def test_a_server_quota_pauses_a_materialization_which_resumes_when_it_res
     assert paused is not None and paused["reason"] == "quota", "never paused"
     cells = await api.server.app[SERVICES].catalog.cells.of_job(job_id)
     assert any(c.attempt > 1 for c in cells)  # given back at the pause, run again after it
+
+
+async def test_a_seed_job_through_the_api_fills_the_tile_cache(api, server_id):
+    body = {"aois": AOI, "min_zoom": 13, "max_zoom": 15}
+    resp = await api.post(f"/servers/{server_id}/seed", json=body)
+    assert resp.status == 202, await resp.text()
+    job = await resp.json()
+    assert job["kind"] == "seed" and job["server_id"] == server_id
+    job = await wait_done(api, job["id"])
+    assert job["state"] == "done", job
+    assert job["upstream_requests"] > 0
+    cells = (await (await api.get(f"/jobs/{job['id']}/cells.geojson")).json())["features"]
+    assert {c["properties"]["state"] for c in cells} == {"done"}
+    seeded = sum(c["properties"]["bytes"] > 0 for c in cells)
+    assert seeded == len(cells)
+    # Every tile the seed fetched is now a cache hit: a second seed asks the upstream nothing.
+    resp = await api.post(f"/servers/{server_id}/seed", json=body)
+    again = await wait_done(api, (await resp.json())["id"])
+    assert again["state"] == "done" and again["upstream_requests"] == 0, again
+
+
+async def test_a_materialize_request_answers_its_quota_share_and_can_require_it(
+    api, aiohttp_server, renderer
+):
+    served = await aiohttp_server(xyz_app(renderer), host="127.0.0.1")
+    url = str(served.make_url("")).rstrip("/") + "/a/tiles/{z}/{x}/{y}.png"
+    quota = {"requests": 3, "period": "day"}
+    server_id = await add_server(
+        api, {"type": "xyz", "url": url, "resolution": 4.0, "quota": quota}
+    )
+    resp = await api.post("/imports/plan", json={"server_id": server_id, "name": "q", "aois": AOI})
+    planned = await resp.json()
+    resp = await api.post("/imports", json={"server_id": server_id, "name": "q", "aois": AOI})
+    image_id = (await resp.json())["id"]
+
+    body = {"max_cell_pixels": 256, "require_quota": True}
+    resp = await api.post(f"/images/{image_id}/materialize", json=body)
+    assert resp.status == 409, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "quota_insufficient"
+    assert error["quota"]["requests"]["needed"] == planned["requests"] > 3
+    assert (await (await api.get("/jobs")).json())["jobs"] == []  # nothing started
+
+    resp = await api.post(f"/images/{image_id}/materialize", json={"max_cell_pixels": 256})
+    assert resp.status == 202, await resp.text()
+    share = (await resp.json())["quota"]
+    assert share["fits"] is False and share["requests"]["limit"] == 3
+    assert share["requests"]["needed"] == planned["requests"]
