@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.console.live import API_KEY, LiveServers
+from tests.console.live import API_KEY
+from tests.live_servers import LiveServers
 
 CHROMIUM = os.environ.get("CONSOLE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -38,7 +39,8 @@ if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, renderer: Any) -> Iterator[LiveServers]:
-    with LiveServers(tmp_path_factory.mktemp("console") / "data", renderer) as servers:
+    data_dir = tmp_path_factory.mktemp("console") / "data"
+    with LiveServers(data_dir, renderer, API_KEY, upstream_timeout=5.0) as servers:
         yield servers
 
 

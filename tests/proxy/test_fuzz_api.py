@@ -11,16 +11,12 @@ short so nothing waits. Examples are bounded so the whole run takes well under a
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -30,12 +26,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from proxy.app import create_app
-from proxy.config import load_settings
 from proxy.openapi import build_document
 from proxy.routes import ROUTES
-from tests.upstreams.render import GroundTruthRenderer
-from tests.upstreams.xyz import xyz_app
+from tests.live_servers import LiveServers
 
 pytestmark = pytest.mark.fuzz
 
@@ -46,57 +39,18 @@ AUTH = {"X-API-Key": API_KEY}
 EXAMPLES = 20  # per operation and mode: about 600 requests in all
 
 
-class LiveServers:
-    """The service and a fake upstream, served on 127.0.0.1 by a loop in another thread."""
-
-    def __init__(self, data_dir: Path, renderer: GroundTruthRenderer) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runners: list[web.AppRunner] = []
-        self.data_dir = data_dir
-        self.renderer = renderer
-
-    def __enter__(self) -> LiveServers:
-        self.thread.start()
-        self.upstream = self._call(self._serve(xyz_app(self.renderer)))
-        settings = load_settings(
-            env={},
-            data_dir=self.data_dir,
-            api_keys=(API_KEY,),
-            allowed_networks=("127.0.0.0/8",),
-            executor_workers=2,
-            preview_size=64,
-            upstream_timeout=2.0,
-            upstream_connect_timeout=1.0,
-            upstream_retries=0,
-            breaker_cooldown=0.5,
-        )
-        self.api = self._call(self._serve(create_app(settings)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for runner in reversed(self.runners):
-            self._call(runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    async def _serve(self, app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, renderer) -> Iterator[LiveServers]:
-    with LiveServers(tmp_path_factory.mktemp("fuzz") / "data", renderer) as servers:
+    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    with LiveServers(
+        data_dir,
+        renderer,
+        API_KEY,
+        preview_size=64,
+        upstream_timeout=2.0,
+        upstream_connect_timeout=1.0,
+        breaker_cooldown=0.5,
+    ) as servers:
         yield servers
 
 

@@ -165,6 +165,10 @@ async def test_a_materialize_request_answers_its_quota_share_and_can_require_it(
 
     resp = await api.post(f"/images/{image_id}/materialize", json={"max_cell_pixels": 256})
     assert resp.status == 202, await resp.text()
-    share = (await resp.json())["quota"]
+    job = await resp.json()
+    share = job["quota"]
     assert share["fits"] is False and share["requests"]["limit"] == 3
     assert share["requests"]["needed"] == planned["requests"]
+    # Without require_quota it starts (and would pause at the limit): stop it here.
+    assert (await api.post(f"/jobs/{job['id']}/cancel")).status == 200
+    assert (await wait_done(api, job["id"]))["state"] == "cancelled"
