@@ -1,11 +1,14 @@
 """Wake-ups of job runners across machines: PostgreSQL's LISTEN/NOTIFY on one channel.
 
-A process that creates or retries a job, ends a pause or cancels one sends ``NOTIFY`` on
-:data:`CHANNEL` (through the catalog's pool); every runner LISTENs on a dedicated
-connection and claims at once instead of at its next idle poll. A notification is only a
-hint: the claim in the catalog decides who runs what, and a lost one (listener
-reconnecting, NOTIFY failed) costs at most ``job_idle_poll_seconds``. On the SQLite
-catalog there is no other machine to wake, and these are no-ops.
+The PostgreSQL catalog itself sends the job's id on :data:`CHANNEL` in the transaction
+that makes cells claimable (a new job, a retry, a claim given back, a dead owner's cells:
+``proxy/catalog/postgres_jobs.py``). This module adds what the catalog cannot know: a
+pause's end (a timer of the runner that paused the job) and a cancel (``cancel:<id>``,
+so other processes stop that job's cells at once rather than within a poll). Every runner
+LISTENs on a dedicated connection and claims at once instead of at its next idle poll. A
+notification is only a hint: the claim in the catalog decides who runs what, and a lost
+one (listener reconnecting, NOTIFY failed) costs at most ``job_idle_poll_seconds``. On the
+SQLite catalog there is no other machine to wake, and these are no-ops.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import sqlalchemy as sa
 
 from proxy.catalog.base import Database
 from proxy.catalog.postgres import PostgresDatabase
+from proxy.catalog.postgres_jobs import CELLS_CHANNEL
 from proxy.errors import CatalogUnavailable
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "imagery_proxy_jobs"
-WORK = "work"  # payload: there are cells to claim
-CANCEL = "cancel:"  # payload prefix: the job named after it was cancelled
+CHANNEL = CELLS_CHANNEL
+WORK = "resumed"  # payload: there may be cells to claim (the catalog's: a job id)
+CANCEL = "cancel:"  # payload prefix: the job named after it was cancelled (ids are hex)
 KEEPALIVE_SECONDS = 5.0  # how often an idle listener checks its connection still answers
 RECONNECT_SECONDS = (0.2, 10.0)  # first and longest wait between reconnection attempts
 

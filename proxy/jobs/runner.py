@@ -127,6 +127,7 @@ class JobRunner:
                 await self.reclaim_dead()
         while True:
             self._wake.clear()
+            wait = self.idle_poll
             try:
                 claim = await self.services.catalog.cells.claim(
                     self.owner, self.lease, job_id=self.job_id, kinds=kinds
@@ -136,12 +137,22 @@ class JobRunner:
                     await self._finish(claim.job_id, claim.kind)
                     continue
                 await self._finish_ready()
+                wait = await self._idle_wait()
             except CatalogUnavailable as exc:
                 log.warning("job runner: %s", exc.message)
             except Exception:  # a bug must not stop the slot: log it, go on after a poll
                 log.exception("job runner: unexpected error")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _idle_wait(self) -> float:
+        """How long an idle slot sleeps unless woken: the idle poll, but at most half a
+        lease while other runners hold cells (no notification says a lease expired: a
+        stopped or dead runner's cell is claimed again within that after its lease)."""
+        if self.idle_poll <= self.lease / 2:
+            return self.idle_poll
+        owners = await self.services.catalog.cells.running_owners()
+        return self.lease / 2 if any(o != self.owner for o in owners) else self.idle_poll
 
     async def reclaim_dead(self) -> int:
         """Give back the cells of runners of this host whose process is gone (SIGKILL...).

@@ -2,9 +2,9 @@
 
 The HTTP handlers and the CLI both go through :class:`Jobs`, so a job made from the shell
 and one made over HTTP are the same rows, run by whichever runner claims them first. On
-the PostgreSQL catalog, creation, retry, a pause's end and cancel are also announced with
-NOTIFY (:mod:`proxy.jobs.notify`) to the runners of other processes and machines, and
-this process's runner listens for theirs.
+the PostgreSQL catalog, new claimable cells (the catalog's own NOTIFY), a pause's end and
+a cancel reach the runners of other processes and machines (:mod:`proxy.jobs.notify`),
+and this process's runner listens for theirs.
 """
 
 from __future__ import annotations
@@ -107,8 +107,7 @@ class Jobs:
             outputs=outputs,
         )
         record = await self.services.catalog.jobs.create(job, cells)
-        self._wake_local()
-        await notify(self.services.catalog.database)
+        self._wake_local()  # other processes: the catalog's NOTIFY at its commit
         return record
 
     async def get(self, job_id: str) -> JobRecord:
@@ -147,8 +146,7 @@ class Jobs:
                 hint="only failed cells, or a cancelled job's unfinished cells, run again",
                 state=record.state,
             )
-        self._wake_local()
-        await notify(self.services.catalog.database)
+        self._wake_local()  # other processes: the catalog's NOTIFY at its commit
         return await self.get(job_id)
 
     def wake(self) -> None:
