@@ -175,7 +175,7 @@ async def bench(size: int, compression: str, tmp: Path) -> dict[str, Any]:
     rows["ratio cell / gdal_translate (default) [target <= 0.5]"] = round(seconds / gdal_default, 2)
     rows["ratio cell / limit [target <= 1.3]"] = round(seconds / limit, 2)
     await runner.cleanup()
-    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    upstream.close()
     return rows
 
 
@@ -190,7 +190,7 @@ async def peak_rss(size: int, tmp: Path) -> dict[str, Any]:
     seconds, done, _ = await one_cell(services, image, size, "deflate", "rssjob01")
     peak = status_mb("VmHWM")
     await runner.cleanup()
-    upstream.loop.call_soon_threadsafe(upstream.loop.stop)
+    upstream.close()
     return {
         f"RSS before / peak during one {size}² cell, fresh process (MB)": (
             f"{before:.0f} / {peak:.0f} (+{peak - before:.0f}); {seconds:.1f} s, "

@@ -13,7 +13,8 @@ tiles. Measured (medians of ``--repeat``):
   and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` patched to 128
   (the service already leaves the server's cap as the only one, so both should match);
 - the warm read (every tile cached), against the in-process decode + mosaic of the same
-  81 tiles (``SourceReader`` over a dict: no network, no cache, no encode);
+  81 tiles (``SourceReader`` over a dict: no network, no cache, no encode), timed once
+  after every timed cold and warm read so that it sees the same load (median of those);
 - GDAL's WMS (TMS) driver reading the same window from the same upstream, with its
   default ``MaxConnections`` and with 16: the anchor;
 - the limit ``ceil(81 / C) * 50 ms + decode`` (decode: the in-process row);
@@ -82,8 +83,24 @@ def ms(samples: list[float]) -> float:
 class Bench:
     """The service and its HTTP client over one upstream; each method measures one thing."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, upstream: TileServer, repeat: int):
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base: str,
+        upstream: TileServer,
+        repeat: int,
+        reference: Callable[[], Awaitable[object]] | None = None,
+    ):
         self.http, self.base, self.upstream, self.repeat = http, base, upstream, repeat
+        # The in-process decode + mosaic, timed once after every timed read, so the reference
+        # sees the same load as the reads it is compared with (it moved 2-4x between runs).
+        self.reference, self.decode_samples = reference, list[float]()
+
+    async def sample_reference(self) -> None:
+        if self.reference is not None:
+            start = time.perf_counter()
+            await self.reference()
+            self.decode_samples.append(time.perf_counter() - start)
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
         async with self.http.request(method, self.base + path, **kw) as resp:
@@ -117,12 +134,16 @@ class Bench:
         body["resolution"] = RES * math.cos(math.radians(lat))  # the plan's own rule
         return dict(await self.call("POST", "/imports", json=body))
 
-    async def timed(self, run: Callable[[], Awaitable[object]]) -> list[float]:
+    async def timed(
+        self, run: Callable[[], Awaitable[object]], reference: bool = False
+    ) -> list[float]:
         samples = []
         for _ in range(self.repeat):
             start = time.perf_counter()
             await run()
             samples.append(time.perf_counter() - start)
+            if reference:
+                await self.sample_reference()
         return samples
 
     async def cold(self, image: dict[str, Any]) -> float:
@@ -135,6 +156,7 @@ class Bench:
             requests = await self.read(image)
             samples.append(time.perf_counter() - start)
             assert requests == self.upstream.hits == 81, (requests, self.upstream.hits)
+            await self.sample_reference()
 
         samples: list[float] = []
         await self.timed(run)
@@ -155,17 +177,12 @@ class Bench:
         return sorted(health)
 
 
-async def in_process(pool: list[bytes], window: Grid, repeat: int) -> float:
-    """Median seconds of decode + mosaic of the window's 81 tiles, in process."""
-    with ThreadPoolExecutor(4) as executor:
-        reader = SourceReader(PoolTiles(pool), executor, ReadLimits(max_requests=1024))
-        await reader.read(window)
-        samples = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            await reader.read(window)
-            samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def in_process(pool: list[bytes], window: Grid, executor: ThreadPoolExecutor) -> SourceReader:
+    """A reader of the window's 81 tiles in process: decode + mosaic, no network, cache, encode.
+
+    ``PoolTiles`` offers no memory of decoded tiles: every read decodes all 81.
+    """
+    return SourceReader(PoolTiles(pool), executor, ReadLimits(max_requests=1024))
 
 
 def raised_concurrency(real: Callable[[Any], ReadLimits]) -> Callable[[Any], ReadLimits]:
@@ -205,13 +222,15 @@ async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
     runner, base = await service(tmp)
     rows: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=0)
+    local = ThreadPoolExecutor(4)
     async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}, connector=connector) as http:
         b = Bench(http, base, upstream, repeat)
         aoi = image_aoi()
         images = {c: await b.image_over(c, aoi) for c in (16, 81)}
         window = Grid(grid.WEB_MERCATOR_CRS, Affine(*images[16]["transform"][:6]), WINDOW, WINDOW)
-        decode = await in_process(pool, window, repeat)
-        rows[DECODE] = round(decode * 1000, 1)
+        reader = in_process(pool, window, local)
+        await reader.read(window)  # warm-up
+        b.reference = lambda: reader.read(window)
         for c, image in images.items():
             await b.read(image)  # warm-up: connections, imports
             rows[f"cold read, max_concurrency {c}, as shipped"] = await b.cold(image)
@@ -223,13 +242,20 @@ async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
                 image
             )
             rows[f"  upstream requests in flight at most (C={c}, raised)"] = upstream.peak
+        proxy.services.read_limits = real  # type: ignore[assignment]
+        upstream.reset()
+        rows[WARM] = ms(await b.timed(lambda: b.read(images[16]), reference=True))
+        assert upstream.hits == 0
+        b.reference = None
+        decode = statistics.median(b.decode_samples)
+        rows[DECODE] = round(decode * 1000, 1)
+        rows["  in-process samples (one after each timed cold and warm read)"] = len(
+            b.decode_samples
+        )
+        for c in (16, 81):
             rows[f"limit ceil(81/{c}) x 50 ms + decode"] = round(
                 (math.ceil(81 / c) * LATENCY + decode) * 1000, 1
             )
-        proxy.services.read_limits = real  # type: ignore[assignment]
-        upstream.reset()
-        rows[WARM] = ms(await b.timed(lambda: b.read(images[16])))
-        assert upstream.hits == 0
         loop = asyncio.get_running_loop()
         for name, connections in (("default MaxConnections", None), ("MaxConnections 16", 16)):
             xml = gdal_xml(upstream, connections)
@@ -245,6 +271,7 @@ async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
         )
     await runner.cleanup()
     upstream.close()
+    local.shutdown()
     return rows
 
 

@@ -71,6 +71,7 @@ class Settings:
     log_level: str = "INFO"
     # Tile cache (proxy/cache/tiles.py): byte bounds of its tiers, lifetime of no-data answers.
     cache_memory_bytes: int = attrs.field(default=256 * 1024 * 1024, converter=int)
+    decoded_cache_bytes: int = attrs.field(default=128 * 1024 * 1024, converter=int)
     cache_disk_bytes: int = attrs.field(default=10 * 1024**3, converter=int)
     negative_ttl: float = attrs.field(default=60.0, converter=float)
     # Processes of `imagery-proxy serve`, sharing the port (SO_REUSEPORT).

@@ -29,6 +29,7 @@ from proxy.quota.enforce import Quotas
 from proxy.tiles.service import TileService
 from proxy.tokens import TileTokens
 from proxy.upstream.base import CapabilitiesLimits, UpstreamContext
+from streaming.decoded import DecodedTiles
 from streaming.reader import ReadLimits
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         shared=shared_tier(settings, metrics),
         lock_lease=settings.redis_lock_lease,
     )
+    tile_cache.decoded = DecodedTiles(settings.decoded_cache_bytes)
     metrics.watch_cache(tile_cache)
     sources = OpenSources(upstream, cache=tile_cache)
     tokens = TileTokens(load_secret(settings, "tile-token-key"))

@@ -39,7 +39,6 @@ from streaming.image import StreamingImage
 Compression = Literal["jpeg", "webp", "deflate", "lzw", "zstd"]
 COMPRESSIONS: tuple[str, ...] = get_args(Compression)
 STAGE_SUFFIX = ".raw"
-GDAL_CACHE_MB = 64
 # The stage is read once, by the COG copy: a cheap codec keeps its disk use down.
 STAGE_OPTIONS: dict[str, Any] = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
 
@@ -186,7 +185,7 @@ class _Steps:
         self.running: set[Future[Any]] = set()
 
     async def run(self, fn: Any, *args: Any) -> Any:
-        future = self.executor.submit(_bounded, fn, *args)
+        future = self.executor.submit(fn, *args)
         self.running.add(future)
         try:
             return await asyncio.wrap_future(future)
@@ -199,16 +198,6 @@ class _Steps:
         _remove(self.paths)
         for future in self.running:
             future.add_done_callback(lambda _f: _remove(self.paths))
-
-
-def _bounded(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` with GDAL's block cache held to :data:`GDAL_CACHE_MB`.
-
-    GDAL's default (5 % of the RAM) let a 16384² COG copy grow the process by 1.5 GB
-    of cached blocks (benchmarks/RESULTS.md); 64 MB costs it no time.
-    """
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        return fn(*args)
 
 
 def _remove(paths: tuple[Path, ...]) -> None:
@@ -261,5 +250,5 @@ def _copy_cog(stage: Path, path: Path, options: CogOptions) -> None:
         creation["quality"] = options.quality
     elif options.compression in ("deflate", "lzw", "zstd"):
         creation["predictor"] = "yes"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         rasterio.shutil.copy(stage, path, driver="COG", **creation)

@@ -19,6 +19,7 @@ from rasterio.warp import reproject
 
 from streaming.codecs import Pixels, decode_pixels
 from streaming.decode import RGBA, is_blank
+from streaming.decoded import TileMemo
 from streaming.errors import SourceBadResponse
 
 # GDAL splits one warp over this many threads (it releases the GIL), which cuts a single
@@ -73,25 +74,54 @@ def compose(
     *,
     max_pixels: int,
     resampling: Resampling = Resampling.bilinear,
+    memo: TileMemo | None = None,
 ) -> Composite:
-    """Decode ``pieces`` into ``canvas`` and warp the canvas onto ``output``."""
+    """Decode ``pieces`` into ``canvas`` and warp the canvas onto ``output``.
+
+    ``memo`` keeps decoded pieces: one it holds is pasted without decoding.
+    """
     pixels = np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8)
     missing = blank = 0
     for piece in pieces:
         if piece.data is None:
             missing += 1
             continue
-        expect = (piece.width * piece.reduce, piece.height * piece.reduce)
-        image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
-        if image.shape[:2] != (piece.height, piece.width):
-            raise SourceBadResponse(
-                f"{piece.label}: upstream image is {image.shape[1]}x{image.shape[0]} px "
-                f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
-                hint="check the configured tile size",
-            )
-        blank += is_blank(image.transpose(2, 0, 1))
+        image, empty = _decoded(piece, max_pixels, memo)
+        blank += empty
         _paste(pixels, image, piece.col_off, piece.row_off)
     return Composite(warp(pixels, canvas, output, resampling).transpose(2, 0, 1), missing, blank)
+
+
+def predecode(pieces: Sequence[Piece], max_pixels: int, memo: TileMemo) -> None:
+    """Decode ``pieces`` into ``memo`` ahead of :func:`compose`, which pastes them.
+
+    A piece that fails is skipped: compose decodes it again and reports the error.
+    """
+    for piece in pieces:
+        try:
+            _decoded(piece, max_pixels, memo)
+        except Exception:  # noqa: S110 - compose raises it, with the read's context
+            pass
+
+
+def _decoded(piece: Piece, max_pixels: int, memo: TileMemo | None) -> tuple[Pixels, bool]:
+    """The pixels of ``piece`` (checked against its size) and whether they are blank."""
+    assert piece.data is not None
+    found = memo.get(piece.data, piece.reduce) if memo is not None else None
+    if found is None:
+        expect = (piece.width * piece.reduce, piece.height * piece.reduce)
+        image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
+        found = image, is_blank(image.transpose(2, 0, 1))
+        if memo is not None and image.shape[:2] == (piece.height, piece.width):
+            memo.put(piece.data, piece.reduce, *found)
+    image = found[0]
+    if image.shape[:2] != (piece.height, piece.width):
+        raise SourceBadResponse(
+            f"{piece.label}: upstream image is {image.shape[1]}x{image.shape[0]} px "
+            f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
+            hint="check the configured tile size",
+        )
+    return found
 
 
 def _paste(canvas: Pixels, image: Pixels, col_off: int, row_off: int) -> None:

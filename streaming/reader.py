@@ -21,8 +21,10 @@ from rasterio.warp import transform_bounds
 from streaming import grid
 from streaming.codecs import DEFAULT_MAX_IMAGE_PIXELS, REDUCE_FACTORS
 from streaming.decode import RGBA
+from streaming.decoded import TileMemo
 from streaming.errors import ReadTooLarge
 from streaming.mosaic import Composite, Grid, Piece, compose
+from streaming.predecode import Predecoder
 from streaming.sources import BBoxSource, FetchedImage, Source, TileSource
 from streaming.types import BBox, TileIndex
 
@@ -101,14 +103,16 @@ class SourceReader:
         if not tiles:  # the read lies outside the tile matrix: nothing to fetch
             return _empty(output, zoom)
         self._check_requests(len(tiles))
-        fetched = await self._gather([source.fetch_tile(t) for t in tiles])
         matrix = tms.matrix(zoom)
+        size = (matrix.tileWidth, matrix.tileHeight)
+        first = grid.tile_transform(tms, tiles[0])
+        memo: TileMemo | None = getattr(source, "decoded_tiles", None)  # see _compose
+        fetched = await self._fetch_tiles(source, tiles, memo, size, res / first.a)
         cols, rows = grid.tile_range(tms, bbox, zoom)
         first = grid.tile_transform(tms, TileIndex(cols.start, rows.start, zoom))
         last = grid.tile_transform(tms, TileIndex(cols.stop - 1, rows.stop - 1, zoom))
         # With a bottom-left origin the first row is the southernmost: take the higher top.
         top = max(first.f, last.f)
-        size = (matrix.tileWidth, matrix.tileHeight)
         reduce = reduce_factor(res / first.a, size, fetched)
         canvas = Grid(
             tms_crs,
@@ -120,8 +124,37 @@ class SourceReader:
             _tile_piece(tms, tile, image, canvas, reduce)
             for tile, image in zip(tiles, fetched, strict=True)
         ]
-        composite = await self._compose(pieces, canvas, output, resampling)
+        composite = await self._compose(pieces, canvas, output, resampling, memo)
         return _result(composite, output, zoom, len(tiles))
+
+    async def _fetch_tiles(
+        self,
+        source: TileSource,
+        tiles: list[TileIndex],
+        memo: TileMemo | None,
+        size: tuple[int, int],
+        ratio: float,
+    ) -> list[FetchedImage | None]:
+        """Fetch ``tiles``; with a memo, decode the early ones while the others come."""
+        if memo is None:
+            return await self._gather([source.fetch_tile(t) for t in tiles])
+        # The scale all-JPEG tiles decode at (reduce_factor); a PNG tile decodes at 1.
+        pre = Predecoder(
+            memo, self.executor, size, reduce_factor(ratio, size, []), self.limits.max_image_pixels
+        )
+
+        async def fetch(tile: TileIndex) -> FetchedImage | None:
+            image = await source.fetch_tile(tile)
+            pre.add(image)
+            return image
+
+        try:
+            fetched = await self._gather([fetch(t) for t in tiles])
+        except BaseException:
+            pre.cancel()
+            raise
+        await pre.drain()
+        return fetched
 
     async def _read_bbox(
         self, source: BBoxSource, output: Grid, resampling: Resampling
@@ -166,8 +199,18 @@ class SourceReader:
                 task.cancel()
 
     async def _compose(
-        self, pieces: list[Piece], canvas: Grid, output: Grid, resampling: Resampling
+        self,
+        pieces: list[Piece],
+        canvas: Grid,
+        output: Grid,
+        resampling: Resampling,
+        memo: TileMemo | None = None,
     ) -> Composite:
+        """Decode, paste and warp in the executor.
+
+        A tile source may offer a ``decoded_tiles`` attribute (a :class:`TileMemo`, e.g. the
+        proxy's cached sources): its tiles already decoded are pasted without decoding.
+        """
         work: Callable[[], Composite] = partial(
             compose,
             pieces,
@@ -175,6 +218,7 @@ class SourceReader:
             output,
             max_pixels=self.limits.max_image_pixels,
             resampling=resampling,
+            memo=memo,
         )
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 

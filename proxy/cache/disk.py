@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DISK_BYTES = 10 * 1024**3
 INLINE_READ_MAX = 128 * 1024
 _COLD = object()  # not readable without waiting for the disk: go to the executor
+_Queued = tuple[str, CacheEntry, "asyncio.Future[int]"]
 
 
 def server_path(fingerprint: str) -> str:
@@ -85,6 +86,8 @@ class DiskTier:
         self._total = 0  # bytes found by the last sweep
         self._written = 0  # bytes written since
         self._sweep: asyncio.Future[int | None] | None = None
+        self._queued: list[_Queued] = []
+        self._writer: asyncio.Future[None] | None = None
 
     # -- reads -------------------------------------------------------------------------
 
@@ -166,12 +169,53 @@ class DiskTier:
     # -- writes ------------------------------------------------------------------------
 
     async def write(self, rel: str, entry: CacheEntry) -> None:
-        """Store ``entry`` at ``rel`` atomically (in the executor); may start a sweep."""
-        loop = asyncio.get_running_loop()
-        size = await loop.run_in_executor(self._executor, self.write_blocking, rel, entry)
+        """Store ``entry`` at ``rel`` atomically (in the executor); may start a sweep.
+
+        Writes are grouped: those asked while a batch is being written go together in the
+        next executor job (a cold read of 81 tiles costs a few jobs, not 81 round trips).
+        Each caller returns once its own file is in place, or gets its own error.
+        """
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queued.append((rel, entry, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_batches())
+        size = await asyncio.shield(done)
         self._written += size
         if self._total + self._written > self.max_bytes:
             self.start_sweep()
+
+    async def _write_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                results = await loop.run_in_executor(self._executor, self._write_all, batch)
+            except BaseException as exc:  # no executor (shutdown), cancelled: tell everyone
+                for _, _, done in batch + self._queued:
+                    if isinstance(exc, asyncio.CancelledError):
+                        done.cancel()
+                    elif not done.done():
+                        done.set_exception(exc)
+                self._queued = []
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    def _write_all(self, batch: list[_Queued]) -> list[int | BaseException]:
+        results: list[int | BaseException] = []
+        for rel, entry, _ in batch:
+            try:
+                results.append(self.write_blocking(rel, entry))
+            except Exception as exc:  # the caller of that write gets it
+                results.append(exc)
+        return results
 
     def write_blocking(self, rel: str, entry: CacheEntry) -> int:
         """Store ``entry`` at ``rel``: temp file in the same directory, then rename."""

@@ -8,6 +8,7 @@ apart from a good one before anything is served from it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
@@ -28,35 +29,45 @@ def strong_etag(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
-def _headers(entry: CacheEntry) -> Mapping[str, str]:
-    headers = {"ETag": entry.etag, "Cache-Control": f"max-age={max(0, int(entry.ttl))}"}
-    if entry.content_type:
-        headers["Content-Type"] = entry.content_type
-    return headers
+_EMPTY_ETAG = strong_etag(b"")
 
 
-@attrs.frozen(kw_only=True)
+# Not slotted: ``etag`` and ``headers`` are cached properties, computed at first use.
+@attrs.frozen(kw_only=True, slots=False)
 class CacheEntry:
     """A cached tile (or a negative answer), ready to be served as is.
 
-    ``headers`` is built once per entry, so the hit path builds no dict. ``ttl`` is the
-    lifetime the entry was written with; the cache judges freshness with the caller's
-    current ttl, so a changed ``cache_ttl`` applies at once.
+    ``etag`` is computed when first asked, once per entry: by the disk write (in the
+    executor, where the file's header stores it) for a fetched tile, so a streaming read
+    never hashes a body on the event loop; read back from the file otherwise. ``headers``
+    is built once per entry, so the hit path builds no dict. ``ttl`` is the lifetime the
+    entry was written with; the cache judges freshness with the caller's current ttl, so
+    a changed ``cache_ttl`` applies at once.
     """
 
     body: bytes
     content_type: str
-    etag: str
     stored_at: float
     ttl: float
     upstream_etag: str | None = None
     upstream_last_modified: str | None = None
     # A 404/empty answer, cached briefly; its body is empty.
     negative: bool = False
-    headers: Mapping[str, str] = attrs.field(init=False, eq=False, repr=False)
+    # The ETag when already known (read from a file); None: computed from the body.
+    known_etag: str | None = attrs.field(default=None, alias="etag", eq=False, repr=False)
 
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "headers", _headers(self))
+    @functools.cached_property
+    def etag(self) -> str:
+        """Our strong ETag of the body (see :func:`strong_etag`)."""
+        return self.known_etag or strong_etag(self.body)
+
+    @functools.cached_property
+    def headers(self) -> Mapping[str, str]:
+        """The answer's headers: ETag, Cache-Control and Content-Type."""
+        headers = {"ETag": self.etag, "Cache-Control": f"max-age={max(0, int(self.ttl))}"}
+        if self.content_type:
+            headers["Content-Type"] = self.content_type
+        return headers
 
     @classmethod
     def create(
@@ -69,11 +80,10 @@ class CacheEntry:
         upstream_etag: str | None = None,
         upstream_last_modified: str | None = None,
     ) -> CacheEntry:
-        """A positive entry for ``body``, its ETag computed here (once, at write)."""
+        """A positive entry for ``body`` (its ETag computed at first use, once)."""
         return cls(
             body=body,
             content_type=content_type,
-            etag=strong_etag(body),
             stored_at=stored_at,
             ttl=ttl,
             upstream_etag=upstream_etag,
@@ -86,7 +96,7 @@ class CacheEntry:
         return cls(
             body=b"",
             content_type="",
-            etag=strong_etag(b""),
+            etag=_EMPTY_ETAG,
             stored_at=stored_at,
             ttl=ttl,
             negative=True,
@@ -94,7 +104,7 @@ class CacheEntry:
 
     def refreshed(self, now: float, ttl: float) -> CacheEntry:
         """The same entry, stored again at ``now`` (a 304 revalidation)."""
-        return attrs.evolve(self, stored_at=now, ttl=ttl)
+        return attrs.evolve(self, stored_at=now, ttl=ttl, etag=self.etag)
 
     def age(self, now: float) -> float:
         """Seconds since the entry was stored (or last revalidated)."""

@@ -29,6 +29,7 @@ from proxy.cache.tiles import (
 )
 from proxy.tiles.codec import check_complete, media_type
 from proxy.upstream.base import CONDITIONAL, UpstreamNotModified
+from streaming.decoded import ScopedTiles
 from streaming.errors import SourceNotFound
 from streaming.sources import BBoxSource, FetchedImage, TileSource
 from streaming.types import BBox, TileIndex
@@ -66,6 +67,11 @@ class CachedTileSource:
     def max_zoom(self) -> int:
         """The inner source's finest matrix."""
         return self.inner.max_zoom
+
+    @property
+    def decoded_tiles(self) -> ScopedTiles:
+        """This server's decoded tiles, which the reader pastes without decoding again."""
+        return self.cache.decoded.scoped(self.fingerprint)
 
     def key(self, tile: TileIndex) -> CacheKey:
         """The cache key of an upstream tile of this server."""

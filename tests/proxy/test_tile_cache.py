@@ -56,8 +56,12 @@ async def cache(tmp_path, executor, clock, events) -> TileCache:
     return tiles
 
 
-def reopened(cache: TileCache, clock: Clock) -> TileCache:
-    """Another TileCache over the same folder: empty memory, same disk (a restart)."""
+async def reopened(cache: TileCache, clock: Clock) -> TileCache:
+    """Another TileCache over the same folder: empty memory, same disk (a restart).
+
+    After the writes of the first settle, as a shutdown waits for them (``close``).
+    """
+    await cache.settle()
     return TileCache(cache.disk.root, executor=cache.disk._executor, clock=clock)
 
 
@@ -68,7 +72,7 @@ async def test_miss_then_memory_hit_then_disk_hit(cache, clock, events):
     assert upstream.seen == [None]
     hit = await cache.get_or_fetch(KEY, upstream, ttl=60)
     assert hit.status is CacheStatus.HIT and hit.entry is miss.entry
-    restarted = reopened(cache, clock)
+    restarted = await reopened(cache, clock)
     from_disk = await restarted.get_or_fetch(KEY, upstream, ttl=60)
     assert from_disk.status is CacheStatus.HIT and from_disk.entry == miss.entry
     assert restarted.memory.get(KEY.id) is not None  # promoted
@@ -98,7 +102,7 @@ async def test_revalidation_sends_stored_validators_and_304_refreshes(cache, clo
     assert again.entry.body == first.entry.body and again.entry.etag == first.entry.etag
     assert again.entry.stored_at == clock.now
     # Refreshed on disk too: a restart sees it fresh, no fetch.
-    restarted = reopened(cache, clock)
+    restarted = await reopened(cache, clock)
     assert (await restarted.get_or_fetch(KEY, Upstream(), ttl=60)).status is CacheStatus.HIT
     assert events.counts["revalidated"] == 1
 
@@ -111,7 +115,7 @@ async def test_a_200_on_revalidation_replaces_the_entry(cache, clock):
     assert second.status is CacheStatus.MISS
     assert (second.entry.body, second.entry.content_type) == (b"version 2", "image/jpeg")
     assert second.entry.etag != first.entry.etag
-    assert (await reopened(cache, clock).get(KEY)).body == b"version 2"
+    assert (await (await reopened(cache, clock)).get(KEY)).body == b"version 2"
 
 
 async def test_no_validators_without_upstream_ones(cache, clock):
@@ -143,7 +147,8 @@ async def test_stale_if_error_serves_the_expired_entry(cache, clock, events, err
 async def test_stale_if_error_from_disk_after_a_restart(cache, clock):
     await cache.get_or_fetch(KEY, Upstream(V1), ttl=60)
     clock.advance(10_000)
-    stale = await reopened(cache, clock).get_or_fetch(KEY, Upstream(SourceTimeout("x")), ttl=60)
+    restarted = await reopened(cache, clock)
+    stale = await restarted.get_or_fetch(KEY, Upstream(SourceTimeout("x")), ttl=60)
     assert stale.status is CacheStatus.STALE and stale.entry.body == b"version 1"
 
 
@@ -188,21 +193,22 @@ async def test_default_negative_ttl_is_the_caches(tmp_path, executor, clock):
 
 async def test_a_corrupt_disk_entry_is_fetched_again(cache, clock):
     await cache.get_or_fetch(KEY, Upstream(V1), ttl=60)
+    await cache.settle()
     path = cache.disk.root / KEY.id
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    restarted = reopened(cache, clock)
+    restarted = await reopened(cache, clock)
     upstream = Upstream(V2)
     result = await restarted.get_or_fetch(KEY, upstream, ttl=60)
     assert result.status is CacheStatus.MISS and result.entry.body == b"version 2"
     assert upstream.seen == [None]  # not revalidated: the damaged entry was never seen
-    assert (await reopened(cache, clock).get(KEY)).body == b"version 2"
+    assert (await (await reopened(restarted, clock)).get(KEY)).body == b"version 2"
 
 
 async def test_put_stores_both_tiers_and_get_does_not_fetch(cache, clock):
     keys = [CacheKey(FP, "meta", 4, x, y) for x in range(2) for y in range(2)]
     for i, key in enumerate(keys):
         await cache.put(key, cache.entry(b"cut %d" % i, "image/png", 60, upstream_etag='"m"'))
-    restarted = reopened(cache, clock)
+    restarted = await reopened(cache, clock)
     assert [(await restarted.get(k)).body for k in keys] == [b"cut 0", b"cut 1", b"cut 2", b"cut 3"]
     assert await restarted.get(CacheKey(FP, "meta", 4, 5, 5)) is None
 

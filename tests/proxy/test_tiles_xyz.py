@@ -196,6 +196,7 @@ async def test_corrupt_disk_entry_is_fetched_again(api, serve, renderer, setting
     app, _, sid = await xyz_server(api, serve, renderer)
     t = centre_tile(15)
     good = await (await api.get(f"/servers/{sid}/tiles/15/{t.x}/{t.y}")).read()
+    await api.server.app[SERVICES].tile_cache.settle()  # the disk write follows the answer
     files = list(Path(settings.data_dir, "cache").rglob(f"tile/15/{t.x}/{t.y}"))
     assert len(files) == 1
     data = files[0].read_bytes()
