@@ -8,6 +8,10 @@ within ``poll`` seconds and its outcome is dropped. When a job's last cell ends,
 runner (whichever takes the job's end in the catalog) calls ``kind.finish`` and ends the
 job. A process killed mid-cell leaves leases that expire: another runner, or this one
 started again, claims those cells anew, so jobs resume after any stop.
+
+An idle slot sleeps until ``wake()`` (a job created or retried here, a pause's end, or a
+NOTIFY from another process, proxy/jobs/notify.py) or ``idle_poll``, at most half a lease
+while other runners hold cells (an expired lease sends no notification).
 """
 
 from __future__ import annotations
