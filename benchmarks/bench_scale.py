@@ -1,6 +1,7 @@
 """Scale-out, cache-hit part: tile hits with 1, 2 and 3 replicas, Redis tier against local disk.
 
-Run: python -m benchmarks.bench_scale [--runs 3] [--duration 5]
+Run: python -m benchmarks.bench_scale [--runs 3] [--duration 5] [--part cache|workers|all]
+(the job-worker part, ``--part workers``, is benchmarks/scale_workers.py)
 
 Each replica is an ``imagery-proxy serve`` process (1 worker) on a port of its own with a
 data_dir of its own, as replicas on several machines would be (no load balancer: one
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import scale_workers
 from .wrk_load import (
     HIT_Z,
     KEY,
@@ -207,7 +209,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=60, help="in all, split by replica")
+    parser.add_argument(
+        "--part", choices=("cache", "workers", "all"), default="all",
+        help="cache hits by replica count, job workers (benchmarks/scale_workers.py), or both",
+    )  # fmt: skip
+    parser.add_argument("--cells", type=int, default=300, help="cells per coordination run")
     args = parser.parse_args(argv)
+    if args.part in ("workers", "all"):
+        print(scale_workers.run(args), flush=True)
+    if args.part == "workers":
+        return
     if shutil.which("redis-server") is None or shutil.which("wrk") is None:
         sys.exit("needs redis-server and wrk (apt-get install -y redis-server wrk)")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:

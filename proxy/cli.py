@@ -14,6 +14,7 @@ import orjson
 from proxy.catalog.base import ServerRecord
 from proxy.cli_images import add_commands as add_image_commands
 from proxy.cli_jobs import add_commands as add_job_commands
+from proxy.cli_worker import add_commands as add_worker_commands
 from proxy.config import Settings, load_settings
 from proxy.errors import NotFound, ProxyError, StartupError, error_body
 from proxy.probe import ProbeRequest, probe_server
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quota_commands(sub)
     add_image_commands(commands)
     add_job_commands(commands)
+    add_worker_commands(commands)
     return parser
 
 

@@ -177,9 +177,8 @@ def cmd_jobs_run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_here(services: Services, jobs: Jobs, record: JobRecord) -> JobRecord:
     """Run ``record``'s cells in this process until the job ends, showing its progress."""
-    runner: JobRunner = jobs.make_runner(
-        slots=max(1, services.settings.job_workers), job_id=record.id
-    )
+    runner: JobRunner = jobs.make_runner(slots=services.settings.worker_job_slots, job_id=record.id)
+    runner.idle_poll = runner.poll  # no listener here: look for the job's cells often
     jobs.runner = runner
     runner.start()
     try:

@@ -14,6 +14,7 @@ from streaming import codecs
 from streaming.reader import ReadLimits
 
 ENV_PREFIX = "IMAGERY_PROXY_"
+DEFAULT_JOB_SLOTS = 2  # cells a process runs at once unless job_workers says
 # The library's read budgets are the service's defaults: one source of truth.
 READ_DEFAULTS = ReadLimits()
 
@@ -114,7 +115,12 @@ class Settings:
     # Jobs (SPEC §6): cells run at once per process (0: this process runs no job), the
     # share of a server's max_concurrency jobs may take, where outputs land (default
     # data_dir/outputs), and the claim lease a running cell renews every heartbeat.
-    job_workers: int = attrs.field(default=2, converter=int, validator=attrs.validators.ge(0))
+    # None: the default for the process (see ``serve_job_slots`` and ``worker_job_slots``).
+    job_workers: int | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(int),
+        validator=attrs.validators.optional(attrs.validators.ge(0)),
+    )
     job_upstream_share: float = attrs.field(
         default=0.5, converter=float, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
     )
@@ -157,6 +163,18 @@ class Settings:
     # The catalog (proxy/catalog/): "" is the SQLite file data_dir/catalog.sqlite;
     # postgresql://user:password@host:port/db shares one PostgreSQL between replicas.
     catalog_url: str = attrs.field(default="", validator=lambda _i, _a, v: _catalog_url(v))
+    # Who runs job cells (proxy/jobs/worker.py): "inline" is the runner inside each `serve`
+    # (job_workers cells at once, default 2); "postgres" is `imagery-proxy worker` processes
+    # claiming cells from the PostgreSQL catalog, woken by LISTEN/NOTIFY; there a serving
+    # replica runs cells only when job_workers is set (in the file or the environment).
+    jobs: str = attrs.field(
+        default="inline", validator=attrs.validators.in_(("inline", "postgres"))
+    )
+    # How often an idle runner looks for work when nothing wakes it: under jobs = postgres a
+    # NOTIFY wakes it at once, so this is only the fallback for a lost notification.
+    job_idle_poll_seconds: float = attrs.field(
+        default=15.0, converter=float, validator=attrs.validators.gt(0)
+    )
 
     # Where job outputs land (proxy/outputs/): "" is the outputs folder on local disk
     # (outputs_dir), s3://bucket/prefix an S3-compatible store: each cell's COG is written
@@ -187,6 +205,18 @@ class Settings:
             "png_compression": self.png_compression,
             "webp_quality": self.webp_quality,
         }
+
+    @property
+    def serve_job_slots(self) -> int:
+        """Cells a ``serve`` process runs at once: 2 by default inline, 0 under postgres."""
+        if self.job_workers is not None:
+            return self.job_workers
+        return DEFAULT_JOB_SLOTS if self.jobs == "inline" else 0
+
+    @property
+    def worker_job_slots(self) -> int:
+        """Cells an ``imagery-proxy worker`` (or ``jobs run``) runs at once: at least 1."""
+        return max(1, DEFAULT_JOB_SLOTS if self.job_workers is None else self.job_workers)
 
     @property
     def catalog_path(self) -> Path:

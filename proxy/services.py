@@ -78,6 +78,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         raise StartupError(
             f"the data directory {settings.data_dir} cannot be made: {exc}"
         ) from None
+    check_jobs_backend(settings)
     api_keys = load_api_keys(settings)
     fingerprint_key = load_secret(settings, "fingerprint-key")
     catalog, quota_store = await open_catalog_at(settings.catalog_url, settings.catalog_path)
@@ -159,6 +160,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await quota_store.close()
         await catalog.close()
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def check_jobs_backend(settings: Settings) -> None:
+    """``jobs = postgres`` claims cells from the PostgreSQL catalog: it needs one."""
+    if settings.jobs == "postgres" and not settings.catalog_url:
+        raise StartupError(
+            "jobs = postgres needs the catalog on PostgreSQL: set catalog_url to a "
+            "postgresql:// URL (or jobs = inline to run jobs inside serve)"
+        )
 
 
 def shared_tier(settings: Settings, metrics: Metrics) -> RedisTier | None:

@@ -29,6 +29,13 @@ from proxy.catalog.postgres_records import PostgresImageStore, PostgresServerSto
 from proxy.catalog.upgrade import upgrade_postgresql
 from proxy.errors import CatalogUnavailable, StartupError
 
+# A process stopped (SIGSTOP, a VM paused) inside one of its short transactions holds its
+# row locks: claims skip that cell (SKIP LOCKED) and wait on that job's row for as long as
+# it sleeps. The server ends such a session after this, so its cell's lease can expire
+# and be reclaimed like any other; the process finds its claim lost when it wakes.
+IDLE_IN_TRANSACTION_MS = 2000
+SESSION_SETTINGS = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+
 # What a lost or refused database connection raises, through SQLAlchemy or not.
 UNAVAILABLE = (OSError, asyncpg.PostgresError, sqlalchemy.exc.OperationalError)
 
@@ -62,7 +69,11 @@ class PostgresDatabase:
         self.url = url
         # pre_ping: a connection the server dropped (restart) is replaced, not handed out.
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": SESSION_SETTINGS},
         )
 
     async def open(self) -> PostgresDatabase:

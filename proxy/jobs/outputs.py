@@ -4,9 +4,10 @@ Layout (docs: jobs-api): ``{root}/{sanitized image name}-{job id short}/{name}_{
 beside them ``collection.json`` and one STAC Item JSON per cell (:mod:`proxy.jobs.stac`).
 
 A cell is written to ``.{name}_{n}.tif.{attempt}.part`` (GDAL's temporaries of that file
-start with the same prefix), fsynced, then renamed over ``{name}_{n}.tif``: a reader sees
-the whole file or none. A cell's temporaries of every attempt share the prefix
-``.{name}_{n}.tif.``, so one glob removes them on cancel, failure or resume.
+start with the same prefix), fsynced, then published as ``{name}_{n}.tif`` create-only (a
+hard link; the first attempt to publish wins): a reader sees the whole file or none. A
+cell's temporaries of every attempt share the prefix ``.{name}_{n}.tif.``, so one glob
+removes them on cancel, failure or resume.
 """
 
 from __future__ import annotations
@@ -116,13 +117,29 @@ class CellOutput:
                 temp.unlink()
 
     def commit(self) -> int:
-        """fsync the temporary, rename it over the final name, fsync the folder; its size."""
+        """fsync the temporary, publish it under the final name, fsync the folder; its size.
+
+        Create-only: a final file already there (another attempt's, published first) is
+        never replaced, so a worker that wakes after its lease was taken over cannot swap
+        the done file for its late one; its temporary is dropped and the file there
+        stands (a whole file of the same cell). A hard link is the atomic create-only
+        rename; where the filesystem has none, an existence check guards the rename.
+        """
         fd = os.open(self.part, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(self.part, self.final)
+        try:
+            os.link(self.part, self.final)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            if not self.final.exists():
+                os.replace(self.part, self.final)
+        self.part.unlink(missing_ok=True)
         fsync_dir(self.folder)
         return self.final.stat().st_size
 

@@ -8,6 +8,10 @@ within ``poll`` seconds and its outcome is dropped. When a job's last cell ends,
 runner (whichever takes the job's end in the catalog) calls ``kind.finish`` and ends the
 job. A process killed mid-cell leaves leases that expire: another runner, or this one
 started again, claims those cells anew, so jobs resume after any stop.
+
+An idle slot sleeps until ``wake()`` (a job created or retried here, a pause's end, or a
+NOTIFY from another process, proxy/jobs/notify.py) or ``idle_poll``, at most half a lease
+while other runners hold cells (an expired lease sends no notification).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from proxy.catalog.base import Claim
@@ -71,6 +76,7 @@ class JobRunner:
         lease: float,
         heartbeat: float,
         poll: float = 1.0,
+        idle_poll: float | None = None,
         job_id: str | None = None,
         owner: str | None = None,
     ) -> None:
@@ -80,12 +86,18 @@ class JobRunner:
         self.lease = lease
         self.heartbeat = min(heartbeat, lease / 2)
         self.poll = poll
+        # An idle slot looks for work this often, unless woken (wake(): a job was created,
+        # retried or resumed, here or, through LISTEN/NOTIFY, on another machine).
+        self.idle_poll = poll if idle_poll is None else idle_poll
+        # Called when a job this runner paused may run again (Jobs: wake every runner).
+        self.on_resume: Callable[[], None] = self.wake
         self.job_id = job_id  # only this job's cells (``jobs run``)
         self.owner = owner or make_owner()
         self.live: dict[str, int] = {}  # job id -> bytes its running cells wrote so far
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cells: dict[tuple[str, int], asyncio.Task[CellDone]] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
 
     def start(self) -> None:
         """Start the slots (the first one reclaims the cells of dead runners of this host)."""
@@ -98,6 +110,9 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
     def wake(self) -> None:
         """A job was created or retried: claim now instead of at the next poll."""
@@ -116,6 +131,7 @@ class JobRunner:
                 await self.reclaim_dead()
         while True:
             self._wake.clear()
+            wait = self.idle_poll
             try:
                 claim = await self.services.catalog.cells.claim(
                     self.owner, self.lease, job_id=self.job_id, kinds=kinds
@@ -125,12 +141,22 @@ class JobRunner:
                     await self._finish(claim.job_id, claim.kind)
                     continue
                 await self._finish_ready()
+                wait = await self._idle_wait()
             except CatalogUnavailable as exc:
                 log.warning("job runner: %s", exc.message)
             except Exception:  # a bug must not stop the slot: log it, go on after a poll
                 log.exception("job runner: unexpected error")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _idle_wait(self) -> float:
+        """How long an idle slot sleeps unless woken: the idle poll, but at most half a
+        lease while other runners hold cells (no notification says a lease expired: a
+        stopped or dead runner's cell is claimed again within that after its lease)."""
+        if self.idle_poll <= self.lease / 2:
+            return self.idle_poll
+        owners = await self.services.catalog.cells.running_owners()
+        return self.lease / 2 if any(o != self.owner for o in owners) else self.idle_poll
 
     async def reclaim_dead(self) -> int:
         """Give back the cells of runners of this host whose process is gone (SIGKILL...).
@@ -232,15 +258,34 @@ class JobRunner:
                 upstream_requests=done.upstream_requests or requests,
             ):
                 metrics.cell(claim.kind, "done", done.bytes_written)
+            else:
+                log.info("job %s cell %d: attempt %d's completion rejected (its claim moved on)",
+                         claim.job_id, claim.index, claim.attempt)  # fmt: skip
         elif isinstance(exc, SourceQuotaExceeded):
             log.info("job %s paused until %s: %s", claim.job_id, exc.resets_at, exc.message)
             await cells.release(*where)
             await jobs.pause(claim.job_id, exc.resets_at, "quota", exc.message)
+            self._resume_at(exc.resets_at)
         else:
             if not isinstance(exc, CellFailed | CodedError):
                 log.error("job %s cell %d failed", claim.job_id, claim.index, exc_info=exc)
             if await cells.fail(*where, cell_error(exc), requests):
                 metrics.cell(claim.kind, "failed")
+            else:
+                log.info("job %s cell %d: attempt %d's failure dropped (its claim moved on)",
+                         claim.job_id, claim.index, claim.attempt)  # fmt: skip
+
+    def _resume_at(self, when: float) -> None:
+        """Call ``on_resume`` when a pause ends (the idle poll is only the fallback)."""
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - time.time()) + 0.05  # just past the end: the claim sees it over
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.on_resume()
+
+        timer = loop.call_later(delay, fire)
+        self._timers.add(timer)
 
     async def _finish_ready(self) -> None:
         """End jobs whose cells all ended but whose end did not run (e.g. its runner died)."""

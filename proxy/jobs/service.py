@@ -1,17 +1,22 @@
 """Jobs of one process: creation (planned by their kind), cancel, retry, and the runner.
 
 The HTTP handlers and the CLI both go through :class:`Jobs`, so a job made from the shell
-and one made over HTTP are the same rows, run by whichever runner claims them first.
+and one made over HTTP are the same rows, run by whichever runner claims them first. On
+the PostgreSQL catalog, new claimable cells (the catalog's own NOTIFY), a pause's end and
+a cancel reach the runners of other processes and machines (:mod:`proxy.jobs.notify`),
+and this process's runner listens for theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from proxy.catalog.base import ENDED, JobRecord, NewCell, NewJob
 from proxy.jobs.errors import JobFinished, JobNotFound, JobNotRetryable, UnknownJobKind
 from proxy.jobs.kinds import JobKind
+from proxy.jobs.notify import CANCEL, JobListener, notify
 from proxy.jobs.runner import JobRunner
 from proxy.jobs.views import job_view
 
@@ -26,31 +31,56 @@ class Jobs:
         self.services = services
         self.kinds = dict(kinds)
         self.runner: JobRunner | None = None
+        self.listener: JobListener | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may run these jobs' cells (a PostgreSQL catalog)."""
+        return bool(self.services.settings.catalog_url)
 
     def make_runner(self, *, slots: int | None = None, job_id: str | None = None) -> JobRunner:
         """A runner of this process's kinds, with the settings' slots, lease and heartbeat."""
         settings = self.services.settings
-        return JobRunner(
+        runner = JobRunner(
             self.services,
             self.kinds,
-            slots=settings.job_workers if slots is None else slots,
+            slots=settings.serve_job_slots if slots is None else slots,
             lease=settings.job_lease_seconds,
             heartbeat=settings.job_heartbeat_seconds,
             poll=settings.job_poll_seconds,
+            # Woken by NOTIFY on a shared catalog: the idle poll is only the fallback.
+            idle_poll=settings.job_idle_poll_seconds if self.shared else None,
             job_id=job_id,
         )
+        runner.on_resume = self.wake  # a pause ended: every runner may claim its cells
+        return runner
 
-    def start(self) -> None:
-        """Run jobs in this process (``serve``), unless the setting ``job_workers`` is 0."""
-        if self.services.settings.job_workers > 0:
-            self.runner = self.make_runner()
-            self.runner.start()
+    def start(self, slots: int | None = None) -> None:
+        """Run jobs in this process: ``slots`` cells at once (default: ``serve``'s rule,
+        ``Settings.serve_job_slots``); none when that is 0."""
+        slots = self.services.settings.serve_job_slots if slots is None else slots
+        if slots <= 0:
+            return
+        self.runner = self.make_runner(slots=slots)
+        if self.shared:
+            runner = self.runner
+            self.listener = JobListener(
+                self.services.settings.catalog_url, runner.wake, runner.cancel_local
+            )
+            self.listener.start()
+        self.runner.start()
 
     async def stop(self) -> None:
         """Stop the runner; running cells go back to pending for the next start."""
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def create(
         self,
@@ -77,7 +107,7 @@ class Jobs:
             outputs=outputs,
         )
         record = await self.services.catalog.jobs.create(job, cells)
-        self.wake()
+        self._wake_local()  # other processes: the catalog's NOTIFY at its commit
         return record
 
     async def get(self, job_id: str) -> JobRecord:
@@ -100,6 +130,8 @@ class Jobs:
             )
         if self.runner is not None:
             self.runner.cancel_local(job_id)
+        # Other processes' cells of the job stop now (else within job_poll_seconds).
+        await notify(self.services.catalog.database, CANCEL + job_id)
         return await self.get(job_id)
 
     async def retry(self, job_id: str) -> JobRecord:
@@ -114,11 +146,18 @@ class Jobs:
                 hint="only failed cells, or a cancelled job's unfinished cells, run again",
                 state=record.state,
             )
-        self.wake()
+        self._wake_local()  # other processes: the catalog's NOTIFY at its commit
         return await self.get(job_id)
 
     def wake(self) -> None:
-        """Tell this process's runner there is work."""
+        """Tell this process's runner there is work, and (NOTIFY) every other one."""
+        self._wake_local()
+        if self.shared:
+            task = asyncio.create_task(notify(self.services.catalog.database))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    def _wake_local(self) -> None:
         if self.runner is not None:
             self.runner.wake()
 
