@@ -99,6 +99,22 @@ class FileLocks:
         # fetch and poll (81 keys over 4096 buckets collide ~half the time).
         self._held: dict[str, list[int]] = {}
 
+    def prepare(self) -> None:
+        """Create the folder and every bucket's lock file (blocking: run it in the executor).
+
+        Otherwise the first lock of each bucket creates its file on the event loop, which
+        held the loop 100-250 ms while executor threads wrote tiles (the first cold reads
+        after a start: /health's max in benchmarks/RESULTS.md, reads round 3).
+        """
+        os.makedirs(self.folder, exist_ok=True)
+        existing = set(os.listdir(self.folder))
+        for bucket in range(self._buckets):
+            name = f"{bucket:04x}.lock"
+            if name not in existing:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+                os.close(os.open(f"{self.folder}/{name}", flags, 0o644))
+        self._made = True
+
     def path(self, name: str) -> str:
         """The lock file of ``name``'s bucket."""
         digest = hashlib.blake2b(name.encode(), digest_size=8).digest()

@@ -106,6 +106,7 @@ class TileCache:
         # Decoded tiles for reads (the tile routes never decode); replaced to resize it.
         self.decoded = DecodedTiles()
         self.disk = DiskTier(root, disk_bytes, executor=executor, clock=clock)
+        self._executor = executor
         self.shared = shared
         self.lower: LowerTier = self.disk if shared is None else shared
         self.purges = None if shared is None else PurgeChannel(shared)
@@ -125,6 +126,8 @@ class TileCache:
     async def start(self) -> None:
         """Create the folder and sweep the disk tier once (no disk under a shared tier)."""
         await (self.disk.start() if self.shared is None else self.shared.start())
+        if isinstance(self._locks, FileLocks):
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._locks.prepare)
         if self.purges is not None:  # other replicas' purges reach this memory
             self.purges.listen(self._purged)
 

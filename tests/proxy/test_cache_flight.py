@@ -189,3 +189,13 @@ def test_processes_sharing_the_disk_fetch_a_cold_key_once(tmp_path):
     assert len(calls.read_text().splitlines()) == 1
     assert sorted((tmp_path / f"{i}").read_text() for i in range(procs)) == ["MISS"] * procs
     assert waiting.value == procs - 1
+
+
+async def test_a_started_cache_has_every_lock_file_so_no_lock_creates_one(tmp_path, executor):
+    cache = TileCache(tmp_path / "cache", executor=executor)
+    await cache.start()
+    locks = sorted(p.name for p in (tmp_path / "cache" / ".locks").iterdir())
+    assert len(locks) == 4096 and locks[0] == "0000.lock" and locks[-1] == "0fff.lock"
+    await cache.start()  # a second start (another worker) keeps them
+    assert len(list((tmp_path / "cache" / ".locks").iterdir())) == 4096
+    await cache.close()
