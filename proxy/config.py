@@ -223,6 +223,15 @@ class Settings:
         """The SQLite catalog file."""
         return self.data_dir / "catalog.sqlite"
 
+    def backends(self) -> dict[str, str]:
+        """Which implementation serves each backend (``/ready``'s ``using``, ``/metrics``)."""
+        return {
+            "catalog": "postgresql" if self.catalog_url else "sqlite",
+            "cache": "redis" if self.cache_url else "local",
+            "jobs": self.jobs,
+            "outputs": "s3" if self.output_url else "local",
+        }
+
 
 def _catalog_url(value: str) -> None:
     if value and not value.startswith(("postgresql://", "postgres://")):

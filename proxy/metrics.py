@@ -261,6 +261,13 @@ class Metrics:
             registry=self.registry,
         )
         self.workers.set(1)
+        self.backend = Gauge(
+            f"{PREFIX}_backend",
+            "1 for the implementation serving each backend (catalog, cache, jobs, outputs)",
+            ["kind", "implementation"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
         # Sizes are per process (each worker has its memory tier, and its own running
         # estimate of the shared disk tier): memory sums over workers, disk takes the largest.
         self._memory_bytes = self._size("memory_bytes", "Bytes held by the memory tier", "livesum")
@@ -272,6 +279,11 @@ class Metrics:
 
     def _size(self, name: str, doc: str, mode: Literal["livesum", "livemax"]) -> Gauge:
         return Gauge(f"{PREFIX}_cache_{name}", doc, multiprocess_mode=mode, registry=self.registry)
+
+    def set_backends(self, backends: dict[str, str]) -> None:
+        """Name the implementation of each backend (``Settings.backends()``)."""
+        for kind, implementation in backends.items():
+            self.backend.labels(kind, implementation).set(1)
 
     def watch_cache(self, cache: CacheSizes) -> None:
         """Report ``cache``'s sizes in the gauges (read on each :meth:`refresh`)."""

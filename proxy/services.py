@@ -86,6 +86,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # reads queues instead of spawning threads without end.
     executor = ThreadPoolExecutor(settings.executor_workers, thread_name_prefix="blocking")
     metrics = Metrics()
+    metrics.set_backends(settings.backends())
     quotas = Quotas(quota_store, gauges=metrics.quota)
     client = UpstreamClient(
         policy=AddressPolicy(settings.allowed_networks),

@@ -26,7 +26,7 @@ async def ready(request: web.Request) -> web.Response:
         await services.catalog.ping()
         await services.upstream.run(int, 1)
     except ProxyError as exc:
-        using = {"catalog": services.catalog.database.backend}
+        using = services.settings.backends()
         body = {
             "status": "not ready",
             "backends": {"catalog": "unavailable"},
@@ -39,6 +39,6 @@ async def ready(request: web.Request) -> web.Response:
         return json_response({"status": "not ready", "error": error}, 503)
     cache = await services.tile_cache.backend_status()
     backends = {"catalog": "ok", "cache": cache}
-    # Which implementation serves each backend (the cache's detail says it already).
-    using = {"catalog": services.catalog.database.backend}
+    # Which implementation serves each backend: catalog, cache, jobs, outputs.
+    using = services.settings.backends()
     return json_response({"status": "ready", "backends": backends, "using": using})

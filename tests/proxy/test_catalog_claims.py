@@ -14,6 +14,7 @@ from proxy.app import create_app
 from proxy.catalog.base import NewCell, NewJob
 from proxy.catalog.postgres_jobs import CELLS_CHANNEL
 from proxy.config import load_settings
+from proxy.keys import SERVICES
 from tests.conftest import API_KEY
 from tests.proxy.catalog_backends import Backend, terminate_connections
 
@@ -148,8 +149,12 @@ async def test_ready_names_the_catalog_backend(aiohttp_client, tmp_path, backend
     client = await aiohttp_client(create_app(settings), headers={"X-API-Key": API_KEY})
     resp = await client.get("/ready")
     body = await resp.json()
-    assert resp.status == 200 and body["using"] == {"catalog": backend.name}
+    using = {"catalog": backend.name, "cache": "local", "jobs": "inline", "outputs": "local"}
+    assert resp.status == 200 and body["using"] == using
     assert body["backends"]["catalog"] == "ok"
+    assert client.app[SERVICES].catalog.database.backend == backend.name
+    metrics = await (await client.get("/metrics")).text()
+    assert f'imagery_proxy_backend{{implementation="{backend.name}",kind="catalog"}} 1.0' in metrics
     # the API's servers live in the chosen catalog
     server = {"type": "xyz", "name": "a", "url": "http://127.0.0.1:9/{z}/{x}/{y}.png"}
     made = await client.post("/servers", json=server)
