@@ -78,6 +78,10 @@ class NewImage:
     resolution_m: float
     aois: dict[str, Any]
 
+    def stored(self, image_id: str, created_at: str) -> ImageRecord:
+        """The record of this image once stored under ``image_id`` (both stores' one way)."""
+        return ImageRecord(id=image_id, created_at=created_at, **attrs.asdict(self, recurse=False))
+
 
 class ImageStore(Protocol):
     """Storage of streaming images."""

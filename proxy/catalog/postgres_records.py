@@ -96,19 +96,7 @@ class PostgresImageStore:
 
     async def create(self, image: NewImage) -> ImageRecord:
         """Store a new image under a new id."""
-        record = ImageRecord(
-            id=uuid.uuid4().hex[:12],
-            name=image.name,
-            server_id=image.server_id,
-            server_updated_at=image.server_updated_at,
-            crs=image.crs,
-            transform=image.transform,
-            width=image.width,
-            height=image.height,
-            resolution_m=image.resolution_m,
-            aois=image.aois,
-            created_at=creation_stamp(),
-        )
+        record = image.stored(uuid.uuid4().hex[:12], creation_stamp())
         values = {
             "id": record.id,
             "name": record.name,

@@ -29,19 +29,7 @@ class SQLiteImageStore:
 
     async def create(self, image: NewImage) -> ImageRecord:
         """Store a new image under a new id."""
-        record = ImageRecord(
-            id=uuid.uuid4().hex[:12],
-            name=image.name,
-            server_id=image.server_id,
-            server_updated_at=image.server_updated_at,
-            crs=image.crs,
-            transform=image.transform,
-            width=image.width,
-            height=image.height,
-            resolution_m=image.resolution_m,
-            aois=image.aois,
-            created_at=now(),
-        )
+        record = image.stored(uuid.uuid4().hex[:12], now())
 
         def insert(db: sqlite3.Connection) -> None:
             db.execute(
