@@ -22,7 +22,7 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 
 from proxy.catalog.base import ImageRecord, ServerRecord
-from proxy.errors import InvalidInput
+from proxy.errors import CatalogUnavailable, InvalidInput
 from proxy.images.plan import aois_of
 from proxy.images.service import _with_fix
 from proxy.images.store import image_crs, image_transform, load_image, load_server
@@ -199,6 +199,8 @@ class MaterializeKind:
         try:
             image = await load_image(services, str(params.get("image_id", "")))
             server = await load_server(services, image)
+        except CatalogUnavailable:  # not the cell's fault: the runner gives it back
+            raise
         except CodedError as exc:  # deleted since the job was made (404, 410)
             raise CellFailed(f"{exc.code}: {exc.message}") from exc
         return image, server

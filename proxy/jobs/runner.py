@@ -266,6 +266,11 @@ class JobRunner:
             await cells.release(*where)
             await jobs.pause(claim.job_id, exc.resets_at, "quota", exc.message)
             self._resume_at(exc.resets_at)
+        elif isinstance(exc, CatalogUnavailable) or isinstance(exc.__cause__, CatalogUnavailable):
+            # The catalog dropped (a PostgreSQL restart): not the cell's fault. Give it back
+            # for a later claim; if the release fails too, its lease expires instead.
+            log.warning("job %s cell %d given back: %s", claim.job_id, claim.index, exc)
+            await cells.release(*where)
         else:
             if not isinstance(exc, CellFailed | CodedError):
                 log.error("job %s cell %d failed", claim.job_id, claim.index, exc_info=exc)

@@ -19,6 +19,7 @@ from typing import Any
 import morecantile
 from aiohttp import web
 
+from proxy.errors import CatalogUnavailable
 from proxy.jobs.kinds import CellDone, CellFailed, CellWork, PlannedCell
 from streaming.errors import SourceQuotaExceeded
 from streaming.types import TileIndex
@@ -102,6 +103,7 @@ class TileFileKind:
         self.cancelled: list[int] = []
         self.quota: int | None = None
         self.quota_reset = 0.3
+        self.catalog_drops = 0  # runs that meet a dropped catalog connection first
 
     async def plan(self, services: Any, params: dict[str, Any]) -> list[PlannedCell]:
         cells = []
@@ -121,6 +123,9 @@ class TileFileKind:
 
     async def run_cell(self, services: Any, work: CellWork, progress: Any) -> CellDone:
         self.started.append((work.index, work.attempt))
+        if self.catalog_drops > 0:
+            self.catalog_drops -= 1
+            raise CatalogUnavailable("the catalog cannot be used: connection was closed")
         folder = Path(services.settings.outputs_root) / work.job_id
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"cell_{work.index}.bin"

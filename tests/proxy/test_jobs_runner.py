@@ -284,3 +284,16 @@ async def test_a_service_with_no_job_workers_leaves_jobs_to_others(
     job_id = await start_job(client, upstream, cells=1, per_cell=1)
     await asyncio.sleep(0.3)  # six polls of a runner, had there been one
     assert (await job_json(client, job_id))["state"] == "pending" and kind.started == []
+
+
+async def test_a_cell_that_meets_a_dropped_catalog_is_given_back_not_failed(client, upstream, kind):
+    kind.catalog_drops = 2  # as when PostgreSQL restarts under running cells
+    job_id = await start_job(client, upstream, cells=3)
+    job = await wait_for(client, job_id)
+    assert job["state"] == "done" and job["cells"] == {
+        "pending": 0,
+        "running": 0,
+        "done": 3,
+        "failed": 0,
+    }
+    assert sum(attempt > 1 for _, attempt in kind.started) == 2  # both ran again
