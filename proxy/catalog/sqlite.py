@@ -38,6 +38,9 @@ async def open_catalog(path: Path) -> Catalog:
     )
 
 
+STARTUP_LOCK_WAIT = 60.0  # seconds a start waits for another process's write lock
+
+
 class SQLiteDatabase:
     """One SQLite file (WAL mode, so readers never block the writer) and its worker thread."""
 
@@ -67,13 +70,18 @@ class SQLiteDatabase:
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Processes starting together wait for each other's migration (and WAL switch):
+        # a loaded machine took more than sqlite3's default 5 s.
+        db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=STARTUP_LOCK_WAIT
+        )
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             upgrade_sqlite(self.path)  # Alembic, on a connection of its own
             check_writable(db)
+            db.execute("PRAGMA busy_timeout = 5000")  # past start-up: sqlite3's default 5 s
         except BaseException:
             db.close()
             raise

@@ -105,9 +105,14 @@ def _adopt_legacy_sqlite(connection: sa.Connection, config: Config) -> None:
     command.stamp(config, BASELINE)
 
 
+SQLITE_LOCK_WAIT = 60.0  # seconds to wait for another starting process's migration
+
+
 def upgrade_sqlite(path: Path) -> str:
     """Upgrade the SQLite catalog file at ``path`` (blocking: run it off the event loop)."""
-    engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.NullPool)
+    engine = sa.create_engine(
+        f"sqlite:///{path}", poolclass=sa.NullPool, connect_args={"timeout": SQLITE_LOCK_WAIT}
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _manual_transactions(dbapi_connection: object, _record: object) -> None:
