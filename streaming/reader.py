@@ -188,8 +188,14 @@ class SourceReader:
         semaphore = asyncio.Semaphore(self.limits.concurrency)
 
         async def bounded(call: Awaitable[T]) -> T:
-            async with semaphore:
-                return await call
+            try:
+                async with semaphore:
+                    return await call
+            finally:
+                # Cancelled while waiting for a slot, the call never started: close it, or
+                # it is reported "never awaited" when collected (done ones ignore close()).
+                if asyncio.iscoroutine(call):
+                    call.close()
 
         tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import morecantile
@@ -166,3 +167,23 @@ async def test_read_outside_the_tile_matrix_set_is_empty_without_requests(render
     result = await SourceReader(source).read(output)
     assert result.requests == 0 and source.fetched == []
     assert not result.rgba.any()
+
+
+async def test_calls_still_waiting_for_a_slot_are_closed_when_a_read_is_cancelled():
+    reader = SourceReader(None, limits=ReadLimits(concurrency=1))
+    started = asyncio.Event()
+
+    async def slow() -> int:
+        started.set()
+        await asyncio.sleep(60)
+        return 1
+
+    waiting = [slow() for _ in range(3)]
+    task = asyncio.ensure_future(reader._gather(waiting))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The first ran and was cancelled; the two that never got a slot are closed, not
+    # left to be reported "never awaited" (an error under this suite's warning filters).
+    assert [c.cr_frame is None for c in waiting] == [True, True, True]
