@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from functools import lru_cache, partial
-from typing import TypeVar
 
 import attrs
 import numpy as np
@@ -23,12 +22,12 @@ from streaming.codecs import DEFAULT_MAX_IMAGE_PIXELS, REDUCE_FACTORS
 from streaming.decode import RGBA
 from streaming.decoded import TileMemo
 from streaming.errors import ReadTooLarge
+from streaming.gather import bounded_gather
 from streaming.mosaic import Composite, Grid, Piece, compose
 from streaming.predecode import Predecoder
 from streaming.sources import BBoxSource, FetchedImage, Source, TileSource
 from streaming.types import BBox, TileIndex
 
-T = TypeVar("T")
 _TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
 # A request may hold up to this many times the output's pixels (to be fine on both axes).
 MAX_GROWTH = 4.0
@@ -137,7 +136,9 @@ class SourceReader:
     ) -> list[FetchedImage | None]:
         """Fetch ``tiles``; with a memo, decode the early ones while the others come."""
         if memo is None:
-            return await self._gather([source.fetch_tile(t) for t in tiles])
+            return await bounded_gather(
+                [source.fetch_tile(t) for t in tiles], self.limits.concurrency
+            )
         # The scale all-JPEG tiles decode at (reduce_factor); a PNG tile decodes at 1.
         pre = Predecoder(
             memo, self.executor, size, reduce_factor(ratio, size, []), self.limits.max_image_pixels
@@ -149,7 +150,7 @@ class SourceReader:
             return image
 
         try:
-            fetched = await self._gather([fetch(t) for t in tiles])
+            fetched = await bounded_gather([fetch(t) for t in tiles], self.limits.concurrency)
         except BaseException:
             pre.cancel()
             raise
@@ -165,8 +166,9 @@ class SourceReader:
             crs, from_bounds(*plan.bbox, plan.width, plan.height), plan.width, plan.height
         )
         self._check_requests(len(parts))
-        fetched = await self._gather(
-            [source.fetch_bbox(_part_bbox(canvas, p), crs, p[2], p[3]) for p in parts]
+        fetched = await bounded_gather(
+            [source.fetch_bbox(_part_bbox(canvas, p), crs, p[2], p[3]) for p in parts],
+            self.limits.concurrency,
         )
         pieces = [
             Piece(image.data, col, row, w, h, f"part {col},{row} {w}x{h}")
@@ -182,27 +184,6 @@ class SourceReader:
                 f"{self.limits.max_requests}",
                 hint="read a smaller area or at a coarser resolution",
             )
-
-    async def _gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
-        """Await ``calls``, at most ``concurrency`` at once; the first error cancels the rest."""
-        semaphore = asyncio.Semaphore(self.limits.concurrency)
-
-        async def bounded(call: Awaitable[T]) -> T:
-            try:
-                async with semaphore:
-                    return await call
-            finally:
-                # Cancelled while waiting for a slot, the call never started: close it, or
-                # it is reported "never awaited" when collected (done ones ignore close()).
-                if asyncio.iscoroutine(call):
-                    call.close()
-
-        tasks = [asyncio.ensure_future(bounded(call)) for call in calls]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
 
     async def _compose(
         self,

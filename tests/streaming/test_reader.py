@@ -14,6 +14,7 @@ from rasterio.crs import CRS
 
 from streaming import reader
 from streaming.errors import ReadTooLarge
+from streaming.gather import bounded_gather
 from streaming.reader import ReadLimits, SourceReader, split_request
 from streaming.sources import FetchedImage
 from streaming.types import BBox, TileIndex
@@ -170,7 +171,6 @@ async def test_read_outside_the_tile_matrix_set_is_empty_without_requests(render
 
 
 async def test_calls_still_waiting_for_a_slot_are_closed_when_a_read_is_cancelled():
-    reader = SourceReader(None, limits=ReadLimits(concurrency=1))
     started = asyncio.Event()
 
     async def slow() -> int:
@@ -179,7 +179,7 @@ async def test_calls_still_waiting_for_a_slot_are_closed_when_a_read_is_cancelle
         return 1
 
     waiting = [slow() for _ in range(3)]
-    task = asyncio.ensure_future(reader._gather(waiting))
+    task = asyncio.ensure_future(bounded_gather(waiting, concurrency=1))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
