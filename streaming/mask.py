@@ -27,8 +27,9 @@ def mask_outside(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
     """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can.
 
     The mask is drawn (:func:`aoi_mask`) only in the blocks of :data:`MASK_BLOCK` px that
-    an AOI edge crosses: a block inside the AOIs keeps its pixels (each centre is an
-    interior point), a block clear of them is zeroed. A window inside an AOI draws nothing.
+    an AOI edge crosses, a rectangle of them at a time: a block inside the AOIs keeps its
+    pixels (each centre is an interior point), a block clear of them is zeroed. A window
+    inside an AOI draws nothing. ``rgba`` may view interleaved pixels or be band-first.
     """
     if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
         rgba = rgba.copy()
@@ -40,20 +41,46 @@ def mask_outside(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
     tops = np.arange(0, output.height, MASK_BLOCK)
     lefts = np.arange(0, output.width, MASK_BLOCK)
     boxes = _block_boxes(t, tops, lefts, output)
-    inside = shapely.covers(area, boxes)
-    touches = shapely.intersects(area, boxes)
+    inside = shapely.covers(area, boxes).reshape(len(tops), len(lefts))
+    touches = shapely.intersects(area, boxes).reshape(len(tops), len(lefts))
     pixels = _whole_pixels(rgba)
-    for i in np.flatnonzero(~inside):  # the blocks an AOI edge crosses, or clear of them
-        r, c = int(tops[i // len(lefts)]), int(lefts[i % len(lefts)])
-        h, w = min(MASK_BLOCK, output.height - r), min(MASK_BLOCK, output.width - c)
-        part = pixels[..., r : r + h, c : c + w]
-        block = _block(output, r, c, h, w) if touches[i] else None
-        edge = None if block is None else polygons(shapely.clip_by_rect(area, *grid_bounds(block)))
-        if block is None or edge is None:
-            part[...] = 0
-        else:  # the AOIs cut to the block: a few vertices to rasterize, not all of them
-            np.multiply(part, _inside(edge, block), out=part)
+    for crossed, blocks in ((False, ~touches), (True, touches & ~inside)):
+        for r0, r1, c0, c1 in block_rectangles(blocks):
+            r, c = r0 * MASK_BLOCK, c0 * MASK_BLOCK
+            h = min(r1 * MASK_BLOCK, output.height) - r
+            w = min(c1 * MASK_BLOCK, output.width) - c
+            part = pixels[..., r : r + h, c : c + w]
+            block = _block(output, r, c, h, w)
+            edge = polygons(shapely.clip_by_rect(area, *grid_bounds(block))) if crossed else None
+            if edge is None:  # clear of every AOI (or only touching it along a line)
+                part[...] = 0
+            else:  # the AOIs cut to the blocks: a few vertices to rasterize, not all of them
+                np.copyto(part, 0, where=_outside(edge, block))  # 4x faster than a multiply
     return rgba
+
+
+def block_rectangles(blocks: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Rectangles (row0, row1, col0, col1; ends excluded) covering the True blocks exactly.
+
+    Runs of a row are merged with the same run of the rows below: the blocks along a
+    straight AOI edge make one rasterization (a call costs ~0.25 ms whatever its size,
+    so 15 edge blocks of a 2048 px window cost 7 ms one by one).
+    """
+    open_runs: dict[tuple[int, int], int] = {}  # (col0, col1) -> first row
+    done: list[tuple[int, int, int, int]] = []
+    for row in range(blocks.shape[0] + 1):
+        runs = set(_runs(blocks[row])) if row < blocks.shape[0] else set()
+        for run in [r for r in open_runs if r not in runs]:
+            done.append((open_runs.pop(run), row, *run))
+        for run in runs:
+            open_runs.setdefault(run, row)
+    return done
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _block_boxes(t: Affine, tops: np.ndarray, lefts: np.ndarray, output: Grid) -> np.ndarray:
@@ -92,10 +119,14 @@ def polygons(geometry: object) -> object | None:
 
 
 def _inside(geometry: object, output: Grid) -> np.ndarray:
-    inside: np.ndarray = geometry_mask(
-        [geometry], out_shape=(output.height, output.width), transform=output.transform, invert=True
+    return ~_outside(geometry, output)
+
+
+def _outside(geometry: object, output: Grid) -> np.ndarray:
+    outside: np.ndarray = geometry_mask(
+        [geometry], out_shape=(output.height, output.width), transform=output.transform
     )
-    return inside
+    return outside
 
 
 def _block(output: Grid, row: int, col: int, height: int, width: int) -> Grid:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -128,6 +131,7 @@ def test_a_window_inside_the_aoi_draws_no_mask(monkeypatch):
 
     monkeypatch.setattr(streaming.mask, "aoi_mask", refuse)
     monkeypatch.setattr(streaming.mask, "_inside", refuse)
+    monkeypatch.setattr(streaming.mask, "_outside", refuse)
     rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
     assert _masked(rgba, AOIS, grid_at(6.605, 46.535)) is rgba
     assert (rgba == 9).all()
@@ -165,3 +169,24 @@ def test_only_the_polygons_of_a_clip_are_rasterized():
         shapely.LineString([(0, 0), (1, 1)]),
     ):
         assert _polygons(nothing) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=st.booleans()))
+def test_block_rectangles_cover_the_blocks_exactly_once(blocks):
+    from streaming.mask import block_rectangles
+
+    covered = np.zeros(blocks.shape, dtype=np.int8)
+    for r0, r1, c0, c1 in block_rectangles(blocks):
+        assert r0 < r1 and c0 < c1
+        covered[r0:r1, c0:c1] += 1
+    np.testing.assert_array_equal(covered, blocks.astype(np.int8))
+
+
+def test_the_blocks_along_a_straight_edge_make_one_rectangle():
+    from streaming.mask import block_rectangles
+
+    blocks = np.zeros((8, 8), dtype=bool)
+    blocks[0, :] = True  # the north edge of an AOI...
+    blocks[:, 0] = True  # ...and its west edge: an L, two rasterizations, not 15
+    assert sorted(block_rectangles(blocks)) == [(0, 1, 0, 8), (1, 8, 0, 1)]
