@@ -40,7 +40,7 @@ from streaming.layout import (
 )
 from streaming.mask import aoi_mask
 from streaming.mask import mask_outside as _masked
-from streaming.mosaic import Composite, Grid, Piece, compose
+from streaming.mosaic import Allocate, Composite, Grid, Piece, compose
 from streaming.reader import ReadLimits, SourceReader, plan_bbox, plan_tiles, tile_zoom
 from streaming.sources import Source, TileSource
 from streaming.types import BBox, TileIndex
@@ -239,12 +239,17 @@ class StreamingImage:
         return result
 
     async def read_then(
-        self, output: Grid, finish: Callable[[np.ndarray, Grid], T]
+        self,
+        output: Grid,
+        finish: Callable[[np.ndarray, Grid], T],
+        allocate: Allocate | None = None,
     ) -> tuple[ImageRead, T]:
         """:meth:`read`, and ``finish(rgba, output)`` (blocking, e.g. an encoder) of its pixels.
 
         Mosaic, mask and ``finish`` run in one executor job: no second and third wait in
         the executor's queue, which the tile cache's disk writes share during a cold read.
+        ``allocate`` makes the pixels a read at the image's own resolution pastes into (an
+        encoder's buffer: see :func:`~streaming.mosaic.compose`).
         """
         resolution = min(abs(output.transform.a), abs(output.transform.e))
         ground = ground_resolution(output)
@@ -253,7 +258,7 @@ class StreamingImage:
             rgba = np.zeros((4, output.height, output.width), dtype=np.uint8)
             done = await loop.run_in_executor(self.executor, finish, rgba, output)
             return ImageRead(rgba, output, self.estimate(output).zoom, 0, resolution, ground), done
-        reader = _FinishingReader(self, finish)
+        reader = _FinishingReader(self, finish, allocate)
         result = await reader.read(output)
         if reader.finished:
             rgba, done = result.rgba, reader.finished[0]
@@ -304,9 +309,14 @@ class StreamingImage:
 class _FinishingReader(SourceReader, Generic[T]):
     """A reader of one read whose mosaic job also masks the pixels and calls ``finish``."""
 
-    def __init__(self, image: StreamingImage, finish: Callable[[np.ndarray, Grid], T]) -> None:
+    def __init__(
+        self,
+        image: StreamingImage,
+        finish: Callable[[np.ndarray, Grid], T],
+        allocate: Allocate | None = None,
+    ) -> None:
         super().__init__(image.source, image.executor, image.limits)
-        self.aois, self.finish = image.aois, finish
+        self.aois, self.finish, self.allocate = image.aois, finish, allocate
         self.finished: list[T] = []
 
     async def _compose(
@@ -318,8 +328,15 @@ class _FinishingReader(SourceReader, Generic[T]):
         memo: TileMemo | None = None,
     ) -> Composite:
         def work() -> Composite:
-            limit, how = self.limits.max_image_pixels, resampling
-            made = compose(pieces, canvas, output, max_pixels=limit, resampling=how, memo=memo)
+            made = compose(
+                pieces,
+                canvas,
+                output,
+                max_pixels=self.limits.max_image_pixels,
+                resampling=resampling,
+                memo=memo,
+                allocate=self.allocate,
+            )
             rgba, done = _mask_then(made.rgba, self.aois, output, self.finish)
             self.finished.append(done)
             return attrs.evolve(made, rgba=rgba)

@@ -2,12 +2,14 @@
 
 Everything here is synchronous and CPU-bound; callers run it in an executor. Pixels stay
 interleaved (h, w, 4) RGBA from decode to encode (see :mod:`streaming.codecs`): each
-tile is copied once, into the canvas, and the output is handed to the encoder as is.
+tile is copied once, into the canvas, and the output is handed to the encoder as is. A
+read at the canvas's own pixels (a window of an image) has no canvas: its tiles are
+pasted straight into the output, which may be an encoder's band-first buffer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import numpy as np
@@ -17,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.warp import reproject
 
-from streaming.codecs import Pixels, decode_pixels
+from streaming.codecs import Bands, Pixels, band_first, decode_pixels, is_interleaved
 from streaming.decode import RGBA, is_blank
 from streaming.decoded import TileMemo
 from streaming.errors import SourceBadResponse
@@ -33,6 +35,8 @@ PIL_FILTERS = {
     Resampling.lanczos: Image.Resampling.LANCZOS,
 }
 BOX_SLACK = 1e-6  # px: float noise must not push a box past the canvas
+# Makes the zeroed (4, height, width) output a crop is pasted into (see compose).
+Allocate = Callable[[int, int], Bands]
 
 
 @attrs.frozen
@@ -75,12 +79,24 @@ def compose(
     max_pixels: int,
     resampling: Resampling = Resampling.bilinear,
     memo: TileMemo | None = None,
+    allocate: Allocate | None = None,
 ) -> Composite:
     """Decode ``pieces`` into ``canvas`` and warp the canvas onto ``output``.
 
-    ``memo`` keeps decoded pieces: one it holds is pasted without decoding.
+    When ``output`` is whole canvas pixels at scale 1 (a window at the image's own
+    resolution), the pieces are pasted straight into the output: no canvas, no warp, and
+    the pixels are the decoded ones, untouched. ``allocate(height, width)`` makes that
+    output (zeroed (4, h, w), interleaved or band-first: an encoder's own buffer);
+    interleaved zeros by default. ``memo`` keeps decoded pieces: one it holds is pasted
+    without decoding.
     """
-    pixels = np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8)
+    offsets = crop_offsets(canvas, output)
+    if offsets is None:
+        target = np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8).transpose(2, 0, 1)
+        left = top = 0
+    else:
+        target = (allocate or interleaved_zeros)(output.height, output.width)
+        left, top = offsets
     missing = blank = 0
     for piece in pieces:
         if piece.data is None:
@@ -88,8 +104,43 @@ def compose(
             continue
         image, empty = _decoded(piece, max_pixels, memo)
         blank += empty
-        _paste(pixels, image, piece.col_off, piece.row_off)
+        _paste(target, image, piece.col_off - left, piece.row_off - top)
+    if offsets is not None:
+        return Composite(target, missing, blank)
+    pixels = target.transpose(1, 2, 0)
     return Composite(warp(pixels, canvas, output, resampling).transpose(2, 0, 1), missing, blank)
+
+
+def interleaved_zeros(height: int, width: int) -> Bands:
+    """Zeroed (4, height, width) pixels viewing one interleaved RGBA buffer."""
+    return np.zeros((height, width, 4), dtype=np.uint8).transpose(2, 0, 1)
+
+
+def crop_offsets(src: Grid, dst: Grid) -> tuple[int, int] | None:
+    """(column, row) of ``dst`` in ``src`` when ``dst`` is whole ``src`` pixels at scale 1.
+
+    None when the grids differ by more (CRS, rotation, a flip, scale, a fraction of a
+    pixel) or ``dst`` reaches past ``src``.
+    """
+    s, d = src.transform, dst.transform
+    if s.b or s.d or d.b or d.d or s.a <= 0 or d.a <= 0 or s.e >= 0 or d.e >= 0:
+        return None
+    left, top = (d.c - s.c) / s.a, (d.f - s.f) / s.e
+    width, height = dst.width * d.a / s.a, dst.height * d.e / s.e
+    col, row = round(left), round(top)
+    if (
+        abs(left - col) > BOX_SLACK
+        or abs(top - row) > BOX_SLACK
+        or abs(width - dst.width) > BOX_SLACK
+        or abs(height - dst.height) > BOX_SLACK
+        or col < 0
+        or row < 0
+        or col + dst.width > src.width
+        or row + dst.height > src.height
+        or src.crs != dst.crs
+    ):
+        return None
+    return col, row
 
 
 def predecode(pieces: Sequence[Piece], max_pixels: int, memo: TileMemo) -> None:
@@ -124,15 +175,19 @@ def _decoded(piece: Piece, max_pixels: int, memo: TileMemo | None) -> tuple[Pixe
     return found
 
 
-def _paste(canvas: Pixels, image: Pixels, col_off: int, row_off: int) -> None:
-    """Copy ``image`` into ``canvas`` at the offsets, clipped to the canvas."""
-    height, width = canvas.shape[:2]
+def _paste(target: Bands, image: Pixels, col_off: int, row_off: int) -> None:
+    """Copy ``image`` into ``target`` (4, h, w) at the offsets, clipped to the target."""
+    height, width = target.shape[1:]
     r0, c0 = max(row_off, 0), max(col_off, 0)
     r1 = min(row_off + image.shape[0], height)
     c1 = min(col_off + image.shape[1], width)
     if r1 <= r0 or c1 <= c0:
         return
-    canvas[r0:r1, c0:c1] = image[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
+    part = image[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
+    if is_interleaved(target):
+        target.transpose(1, 2, 0)[r0:r1, c0:c1] = part
+    else:  # band-first (an NPY answer's own buffer): split the pixels as they land
+        band_first(part.transpose(2, 0, 1), target[:, r0:r1, c0:c1])
 
 
 def warp(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixels:
@@ -190,41 +245,9 @@ def resize(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixe
     # Pillow premultiplies RGBA by alpha around a resize (two passes over the canvas); an
     # opaque canvas is its own premultiplied form, so it is handed over as such.
     opaque = bool((pixels.reshape(-1).view("<u4") >= 0xFF000000).all())  # alpha: high byte
-    if _is_crop(box, dst):
-        return _crop(pixels, box, dst, opaque or fil == Image.Resampling.NEAREST)
     image = Image.fromarray(pixels, "RGBa" if opaque else "RGBA")
     resized = image.resize((dst.width, dst.height), fil, box=box)
     return np.asarray(resized.convert("RGBA") if not opaque else resized)
-
-
-def _is_crop(box: tuple[float, float, float, float], dst: Grid) -> bool:
-    """True when ``box`` is ``dst``'s size on whole pixels: a resize that moves nothing."""
-    left, top, right, bottom = box
-    return (
-        abs(right - left - dst.width) < BOX_SLACK
-        and abs(bottom - top - dst.height) < BOX_SLACK
-        and abs(left - round(left)) < BOX_SLACK
-        and abs(top - round(top)) < BOX_SLACK
-    )
-
-
-def _crop(
-    pixels: Pixels, box: tuple[float, float, float, float], dst: Grid, premultiplied: bool
-) -> Pixels:
-    """The pixels Pillow's resize gives for a crop box, without resampling them.
-
-    At scale 1 on whole pixels every filter weighs the source pixel 1 and its neighbours 0,
-    so a resize is a copy (tested bit for bit against Pillow): the crop is a writable view
-    of the canvas, no copy. Only the premultiplication round trip Pillow makes around an
-    RGBA resize (not for nearest, nor for an opaque canvas) changes pixels: it is kept.
-    """
-    left, top = round(box[0]), round(box[1])
-    view = pixels[top : top + dst.height, left : left + dst.width]
-    whole = view.shape[:2] == pixels.shape[:2]
-    if premultiplied or whole:  # Pillow copies a whole-image box without premultiplying
-        return view
-    image = Image.fromarray(np.ascontiguousarray(view), "RGBA")
-    return np.array(image.convert("RGBa").convert("RGBA"))
 
 
 def _snap(value: float, limit: int) -> float:

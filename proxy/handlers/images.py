@@ -23,7 +23,7 @@ from proxy.errors import BadRequest, Unauthorized
 from proxy.handlers.tiles import error_response
 from proxy.http import json_response, read_json
 from proxy.images import ask as asks
-from proxy.images.formats import Encoded, encode, georef_headers
+from proxy.images.formats import Encoded, NpyTarget, encode, georef_headers
 from proxy.images.gdal_xml import gdal_wms_xml
 from proxy.images.store import (
     footprint,
@@ -218,13 +218,16 @@ async def _read(
     services = request.app[SERVICES]
     detector = asks.detector_resolution(request.query, request.headers)
     server = await load_server(services, record)  # 410 before the library is asked
-    # Encoded in the executor job that composes and masks the read (one job, not three).
+    # Encoded in the executor job that composes and masks the read (one job, not three);
+    # an NPY answer's tiles are pasted into its own buffer.
+    target = NpyTarget() if fmt == "npy" else None
     result, encoded = await _service(request).read_then(
         record,
         server,
         ask,
         detector,
-        lambda rgba, grid: encode(rgba, grid.crs, grid.transform, fmt),
+        lambda rgba, grid: encode(rgba, grid.crs, grid.transform, fmt, target),
+        target,
     )
     grid = result.grid
     headers = georef_headers(grid.crs, grid.transform)

@@ -40,7 +40,7 @@ from streaming.image import (
     ImageRead,
     StreamingImage,
 )
-from streaming.mosaic import Grid
+from streaming.mosaic import Allocate, Grid
 from streaming.types import BBox
 
 T = TypeVar("T")
@@ -112,8 +112,12 @@ class ImageService:
         ask: ReadAsk,
         detector: float | None,
         finish: Callable[[np.ndarray, Grid], T],
+        allocate: Allocate | None = None,
     ) -> tuple[ImageRead, T]:
-        """:meth:`read`, and ``finish`` (an encoder) of its pixels in the mosaic's executor job."""
+        """:meth:`read`, and ``finish`` (an encoder) of its pixels in the mosaic's executor job.
+
+        ``allocate``: the encoder's buffer for the pixels (see :meth:`StreamingImage.read_then`).
+        """
         grid = image_grid(record)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
@@ -132,7 +136,7 @@ class ImageService:
                 self.services.metrics.count_guard_refusal()
                 raise _with_fix(exc, record, server, detector) from None
             self._check_budget(view, int(estimate.requests))
-            result = await image.read_then(view, finish)
+            result = await image.read_then(view, finish, allocate)
             self.services.metrics.count_read()
         return result
 

@@ -1,8 +1,8 @@
 """The read path's shortcuts give the pixels of the long way, bit for bit.
 
-- A resize that only crops (scale 1, whole-pixel offsets: a window at the image's own
-  resolution) is a view of the canvas: compared with Pillow's own resize, every filter,
-  opaque and translucent canvases.
+- A read that only crops (scale 1, whole-pixel offsets: a window at the image's own
+  resolution) pastes its pieces straight into the output, interleaved or band-first:
+  the canvas's pixels, untouched, with no canvas made.
 - The AOI mask, drawn only in the blocks an AOI edge crosses: compared with the mask
   of the whole grid.
 """
@@ -20,9 +20,18 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
 from streaming.aoi import parse_aois
+from streaming.codecs import encode_png
 from streaming.mask import aoi_mask
 from streaming.mask import mask_outside as _masked
-from streaming.mosaic import PIL_FILTERS, Grid, resize
+from streaming.mosaic import (
+    PIL_FILTERS,
+    Grid,
+    Piece,
+    compose,
+    crop_offsets,
+    interleaved_zeros,
+    resize,
+)
 
 MERCATOR = CRS.from_epsg(3857)
 RES = 4.77731426782
@@ -46,20 +55,57 @@ def pillow(pixels: np.ndarray, dst: Grid, box: tuple[int, int, int, int], r: Res
     return np.asarray(image.resize((dst.width, dst.height), PIL_FILTERS[r], box=box))
 
 
+def tiled(pixels: np.ndarray, size: int = 32) -> list[Piece]:
+    """The canvas cut into lossless PNG pieces of ``size`` px (ragged at the edges)."""
+    pieces = []
+    for row in range(0, pixels.shape[0], size):
+        for col in range(0, pixels.shape[1], size):
+            part = np.ascontiguousarray(pixels[row : row + size, col : col + size])
+            h, w = part.shape[:2]
+            pieces.append(Piece(encode_png(part), col, row, w, h, f"piece {col},{row}"))
+    return pieces
+
+
+def planar_zeros(height: int, width: int) -> np.ndarray:
+    return np.zeros((4, height, width), dtype=np.uint8)
+
+
 @pytest.mark.parametrize("opaque", [True, False])
-@pytest.mark.parametrize("resampling", list(PIL_FILTERS))
+@pytest.mark.parametrize("allocate", [None, planar_zeros], ids=["interleaved", "band-first"])
 @pytest.mark.parametrize("box", [(7, 3, 57, 73), (0, 0, 96, 80), (0, 5, 96, 80), (95, 79, 96, 80)])
-def test_a_crop_is_pillows_resize_without_the_work(opaque, resampling, box):
+def test_a_crop_is_the_canvas_pixels_pasted_straight_into_the_output(opaque, allocate, box):
     pixels = canvas(opaque)
     left, top, right, bottom = box
     # float noise on the grid (as a transform product gives) must not break the shortcut
     transform = CANVAS.transform * Affine.translation(left + 1e-9, top - 1e-9)
     dst = Grid(MERCATOR, transform, right - left, bottom - top)
-    got = resize(pixels, CANVAS, dst, resampling)
-    assert got is not None and got.shape == (dst.height, dst.width, 4)
-    np.testing.assert_array_equal(got, pillow(pixels, dst, box, resampling))
-    if opaque:  # no copy: a view of the canvas
-        assert np.shares_memory(got, pixels)
+    made = []
+
+    def recording(height: int, width: int) -> np.ndarray:
+        made.append((height, width))
+        return (allocate or interleaved_zeros)(height, width)
+
+    got = compose(tiled(pixels), CANVAS, dst, max_pixels=1 << 20, allocate=recording).rgba
+    assert made == [(dst.height, dst.width)]  # the output only: no canvas
+    # the decoded pixels, untouched (translucent ones too: nothing is resampled)
+    np.testing.assert_array_equal(got, pixels[top:bottom, left:right].transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale", "size"),
+    [
+        ((7.5, 3), (1, 1), (50, 70)),  # half a pixel off
+        ((7, 3), (1.01, 1), (50, 70)),  # scaled
+        ((-1, 3), (1, 1), (50, 70)),  # reaching past the canvas
+        ((50, 3), (1, 1), (50, 70)),
+    ],
+)
+def test_only_whole_pixels_at_scale_one_inside_the_canvas_are_a_crop(shift, scale, size):
+    transform = CANVAS.transform * Affine.translation(*shift) * Affine.scale(*scale)
+    assert crop_offsets(CANVAS, Grid(MERCATOR, transform, *size)) is None
+    other_crs = Grid(CRS.from_epsg(32632), CANVAS.transform, 10, 10)
+    assert crop_offsets(CANVAS, other_crs) is None
+    assert crop_offsets(CANVAS, CANVAS) == (0, 0)
 
 
 @pytest.mark.parametrize(
