@@ -47,8 +47,8 @@ from aiohttp import web
 from rasterio.transform import Affine
 
 import proxy.services
-from proxy.app import create_app
 from proxy.config import load_settings
+from proxy.workers import serving_app, use_uvloop
 from streaming import grid
 from streaming.mosaic import Grid
 from streaming.reader import ReadLimits, SourceReader
@@ -208,7 +208,7 @@ async def service(tmp: Path) -> tuple[web.AppRunner, str]:
         allowed_networks=("127.0.0.0/8",),
         max_read_requests=1024,
     )
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(serving_app(settings), access_log=None)  # as `serve` runs it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -336,6 +336,7 @@ def ratios(rows: dict[str, Any]) -> dict[str, float]:
 def main(repeat: int, rss: bool, upstream: str) -> None:
     load = os.getloadavg()
     process = upstream == "process"
+    uvloop = use_uvloop()  # the loop `serve` runs on (when the extra `speed` is installed)
     with tempfile.TemporaryDirectory() as tmp:
         work = peak_rss(Path(tmp), process) if rss else bench(repeat, Path(tmp), process)
         rows = asyncio.run(work)
@@ -344,7 +345,8 @@ def main(repeat: int, rss: bool, upstream: str) -> None:
         print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
         print(f"# {platform.platform()}, {rasterio.__gdal_version__ = }")
         print(f"# load average before: {' '.join(f'{v:.2f}' for v in load)}")
-        print(f"# fake upstream in its own {upstream}")
+        loop = "uvloop" if uvloop else "asyncio"
+        print(f"# fake upstream in its own {upstream}; event loop: {loop}")
     for key, value in rows.items():
         print(f"| {key} | {value} |")
     if not rss:  # the peak RSS in a fresh process, then the load after everything
