@@ -30,7 +30,8 @@ from proxy.upstream.detect import normalize
 from proxy.upstream.registry import open_source, parse_config
 from streaming import errors as se
 from streaming.codecs import MEDIA_TYPES, choose_format, encode
-from streaming.reader import SourceReader, preview_grid, tile_zoom
+from streaming.plan import tile_zoom
+from streaming.reader import SourceReader, preview_grid
 from streaming.sources import Source, TileSource
 
 # Fallback resolution for bbox sources (WMS, ArcGIS export), which have no native zoom.

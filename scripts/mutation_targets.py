@@ -51,12 +51,19 @@ TARGETS = (
         (
             "SourceReader._read_tiles",
             "SourceReader._read_bbox",
-            "split_request",
-            "_part_bbox",
-            "_bounds",
             "_tile_piece",
             "preview_grid",
         ),
+        (
+            *READER,
+            "tests/proxy/test_probe_shapes.py",
+            "tests/proxy/test_upstream_wms.py",
+            "tests/proxy/test_upstream_arcgis.py",
+        ),
+    ),
+    Target(
+        "streaming/plan.py",
+        ("split_request", "part_bbox", "_bounds"),
         (
             *READER,
             "tests/proxy/test_probe_shapes.py",

@@ -41,7 +41,8 @@ from streaming.layout import (
 from streaming.mask import aoi_mask
 from streaming.mask import mask_outside as _masked
 from streaming.mosaic import Allocate, Composite, Grid, Piece, compose
-from streaming.reader import ReadLimits, SourceReader, plan_bbox, plan_tiles, tile_zoom
+from streaming.plan import plan_bbox, plan_tiles, tile_zoom
+from streaming.reader import ReadLimits, SourceReader
 from streaming.sources import Source, TileSource
 from streaming.types import BBox, TileIndex
 
@@ -216,8 +217,8 @@ class StreamingImage:
     def estimate(self, output: Grid) -> ReadEstimate:
         """The zoom, upstream requests and bytes of a read of ``output``, fetching nothing.
 
-        The plan is :class:`SourceReader`'s own (:func:`~streaming.reader.plan_tiles`,
-        :func:`~streaming.reader.plan_bbox`); a read that misses every AOI costs 0.
+        The plan is :class:`SourceReader`'s own (:func:`~streaming.plan.plan_tiles`,
+        :func:`~streaming.plan.plan_bbox`); a read that misses every AOI costs 0.
         """
         ground = ground_resolution(output)
         source = self.source

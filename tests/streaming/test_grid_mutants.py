@@ -13,7 +13,7 @@ import pytest
 from rasterio.crs import CRS
 
 from streaming import grid
-from streaming.reader import split_request
+from streaming.plan import split_request
 from streaming.types import BBox, TileIndex
 
 HALF = 20037508.342789244  # pi * 6378137: half the Web Mercator extent

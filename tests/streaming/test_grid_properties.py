@@ -19,7 +19,7 @@ from streaming.grid import (
     web_mercator_tms,
     zoom_for_resolution,
 )
-from streaming.reader import split_request
+from streaming.plan import split_request
 from streaming.types import BBox
 
 EARTH = 2 * math.pi * 6378137.0  # the Web Mercator sphere's circumference, metres

@@ -15,7 +15,8 @@ from rasterio.crs import CRS
 from streaming import reader
 from streaming.errors import ReadTooLarge
 from streaming.gather import bounded_gather
-from streaming.reader import ReadLimits, SourceReader, split_request
+from streaming.plan import split_request
+from streaming.reader import ReadLimits, SourceReader
 from streaming.sources import FetchedImage
 from streaming.types import BBox, TileIndex
 from tests.groundtruth import (

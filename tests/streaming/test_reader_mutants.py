@@ -18,7 +18,8 @@ from rasterio.transform import Affine
 
 from streaming.encode import encode_png
 from streaming.mosaic import Grid, Piece, compose
-from streaming.reader import SourceReader, split_request
+from streaming.plan import split_request
+from streaming.reader import SourceReader
 from streaming.sources import FetchedImage
 from streaming.types import BBox, TileIndex
 from tests.groundtruth import (
