@@ -26,7 +26,6 @@ from rasterio.warp import transform_bounds
 
 from streaming import grid as tilegrid
 from streaming.aoi import AOIs
-from streaming.decoded import TileMemo
 from streaming.errors import InvalidWindow, WindowOutside
 from streaming.layout import (
     Cell,
@@ -38,11 +37,11 @@ from streaming.layout import (
     project,
     resolve_crs,
 )
-from streaming.mask import aoi_mask
+from streaming.mask import MaskPlan, aoi_mask, apply_mask, plan_mask
 from streaming.mask import mask_outside as _masked
-from streaming.mosaic import Allocate, Composite, Grid, Piece, compose
+from streaming.mosaic import Allocate, Composite, Grid, Mosaic, Piece
 from streaming.plan import plan_bbox, plan_tiles, tile_zoom
-from streaming.reader import ReadLimits, SourceReader
+from streaming.reader import ReadLimits, ReadResult, SourceReader
 from streaming.sources import Source, TileSource
 from streaming.types import BBox, TileIndex
 
@@ -259,8 +258,8 @@ class StreamingImage:
             rgba = np.zeros((4, output.height, output.width), dtype=np.uint8)
             done = await loop.run_in_executor(self.executor, finish, rgba, output)
             return ImageRead(rgba, output, self.estimate(output).zoom, 0, resolution, ground), done
-        reader = _FinishingReader(self, finish, allocate)
-        result = await reader.read(output)
+        reader = _FinishingReader(self, finish)
+        result = await reader.read(output, allocate=allocate)
         if reader.finished:
             rgba, done = result.rgba, reader.finished[0]
         else:  # nothing was composed (no tile of the matrix there): mask and finish here
@@ -310,36 +309,40 @@ class StreamingImage:
 class _FinishingReader(SourceReader, Generic[T]):
     """A reader of one read whose mosaic job also masks the pixels and calls ``finish``."""
 
-    def __init__(
-        self,
-        image: StreamingImage,
-        finish: Callable[[np.ndarray, Grid], T],
-        allocate: Allocate | None = None,
-    ) -> None:
+    def __init__(self, image: StreamingImage, finish: Callable[[np.ndarray, Grid], T]) -> None:
         super().__init__(image.source, image.executor, image.limits)
-        self.aois, self.finish, self.allocate = image.aois, finish, allocate
+        self.aois, self.finish = image.aois, finish
+        self.mask: asyncio.Future[MaskPlan] | None = None
         self.finished: list[T] = []
 
-    async def _compose(
+    async def read(
         self,
-        pieces: list[Piece],
-        canvas: Grid,
         output: Grid,
-        resampling: Resampling,
-        memo: TileMemo | None = None,
+        *,
+        zoom: int | None = None,
+        resampling: Resampling = Resampling.bilinear,
+        allocate: Allocate | None = None,
+    ) -> ReadResult:
+        """:meth:`SourceReader.read`, the AOI mask drawn meanwhile (applied in the mosaic job)."""
+        loop = asyncio.get_running_loop()
+        self.mask = mask = loop.run_in_executor(self.executor, plan_mask, self.aois, output)
+        try:
+            return await super().read(output, zoom=zoom, resampling=resampling, allocate=allocate)
+        finally:
+            await asyncio.wait({mask})  # never left running
+            if not mask.cancelled():
+                mask.exception()  # seen: _compose raised it, or the read failed before
+
+    async def _compose(
+        self, pieces: list[Piece], mosaic: Mosaic, resampling: Resampling
     ) -> Composite:
+        assert self.mask is not None
+        mask = await self.mask
+
         def work() -> Composite:
-            made = compose(
-                pieces,
-                canvas,
-                output,
-                max_pixels=self.limits.max_image_pixels,
-                resampling=resampling,
-                memo=memo,
-                allocate=self.allocate,
-            )
-            rgba, done = _mask_then(made.rgba, self.aois, output, self.finish)
-            self.finished.append(done)
+            made = mosaic.finish(pieces, resampling)
+            rgba = apply_mask(made.rgba, mask)
+            self.finished.append(self.finish(rgba, mosaic.output))
             return attrs.evolve(made, rgba=rgba)
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)

@@ -6,6 +6,7 @@ A pixel is in when its centre is inside an AOI (GDAL's rasterize rule). Blocking
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import shapely
 from rasterio.features import geometry_mask
@@ -26,36 +27,65 @@ def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
 def mask_outside(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
     """``rgba`` with the pixels whose centre is outside every AOI zeroed, in place if it can.
 
-    The mask is drawn (:func:`aoi_mask`) only in the blocks of :data:`MASK_BLOCK` px that
-    an AOI edge crosses, a rectangle of them at a time: a block inside the AOIs keeps its
-    pixels (each centre is an interior point), a block clear of them is zeroed. A window
-    inside an AOI draws nothing. ``rgba`` may view interleaved pixels or be band-first.
+    :func:`plan_mask`, then :func:`apply_mask`; ``rgba`` may view interleaved pixels or be
+    band-first.
     """
-    if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
-        rgba = rgba.copy()
+    return apply_mask(rgba, plan_mask(aois, output))
+
+
+@attrs.frozen
+class MaskPlan:
+    """Where a read's pixels are zeroed: drawn before the pixels exist, applied after."""
+
+    whole: np.ndarray | None  # a rotated grid's outside pixels (no blocks)
+    clear: list[tuple[int, int, int, int]]  # (row, col, height, width): all outside
+    edges: list[tuple[int, int, np.ndarray]]  # (row, col, outside pixels of the rectangle)
+
+
+def plan_mask(aois: AOIs, output: Grid) -> MaskPlan:
+    """The outside pixels of ``output``, drawn only in the blocks an AOI edge crosses.
+
+    Blocks of :data:`MASK_BLOCK` px, a rectangle of them at a time (:func:`block_rectangles`):
+    a block inside the AOIs keeps its pixels (each centre is an interior point), a block
+    clear of them is zeroed whole. A window inside an AOI draws nothing.
+    """
     t = output.transform
     if t.b or t.d:  # rotated: no blocks of the CRS's axes
-        rgba[:, ~aoi_mask(aois, output)] = 0
-        return rgba
+        return MaskPlan(~aoi_mask(aois, output), [], [])
     area = project(aois, output.crs)
     tops = np.arange(0, output.height, MASK_BLOCK)
     lefts = np.arange(0, output.width, MASK_BLOCK)
     boxes = _block_boxes(t, tops, lefts, output)
     inside = shapely.covers(area, boxes).reshape(len(tops), len(lefts))
     touches = shapely.intersects(area, boxes).reshape(len(tops), len(lefts))
-    pixels = _whole_pixels(rgba)
+    plan = MaskPlan(None, [], [])
     for crossed, blocks in ((False, ~touches), (True, touches & ~inside)):
         for r0, r1, c0, c1 in block_rectangles(blocks):
             r, c = r0 * MASK_BLOCK, c0 * MASK_BLOCK
             h = min(r1 * MASK_BLOCK, output.height) - r
             w = min(c1 * MASK_BLOCK, output.width) - c
-            part = pixels[..., r : r + h, c : c + w]
             block = _block(output, r, c, h, w)
             edge = polygons(shapely.clip_by_rect(area, *grid_bounds(block))) if crossed else None
             if edge is None:  # clear of every AOI (or only touching it along a line)
-                part[...] = 0
+                plan.clear.append((r, c, h, w))
             else:  # the AOIs cut to the blocks: a few vertices to rasterize, not all of them
-                np.copyto(part, 0, where=_outside(edge, block))  # 4x faster than a multiply
+                plan.edges.append((r, c, _outside(edge, block)))
+    return plan
+
+
+def apply_mask(rgba: np.ndarray, plan: MaskPlan) -> np.ndarray:
+    """``rgba`` (4, h, w) with the plan's outside pixels zeroed, in place if it can."""
+    if not rgba.flags.writeable:  # a resampled read is a read-only view of Pillow's bytes
+        rgba = rgba.copy()
+    if plan.whole is not None:
+        rgba[:, plan.whole] = 0
+        return rgba
+    pixels = _whole_pixels(rgba)
+    for r, c, h, w in plan.clear:
+        pixels[..., r : r + h, c : c + w] = 0
+    for r, c, outside in plan.edges:
+        h, w = outside.shape
+        np.copyto(pixels[..., r : r + h, c : c + w], 0, where=outside)  # 4x a multiply's speed
     return rgba
 
 

@@ -9,6 +9,7 @@ pasted straight into the output, which may be an encoder's band-first buffer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -83,32 +84,81 @@ def compose(
 ) -> Composite:
     """Decode ``pieces`` into ``canvas`` and warp the canvas onto ``output``.
 
+    See :class:`Mosaic`, which this makes and finishes at once.
+    """
+    mosaic = Mosaic(canvas, output, max_pixels=max_pixels, memo=memo, allocate=allocate)
+    return mosaic.finish(pieces, resampling)
+
+
+class Mosaic:
+    """The pixels of one read, its pieces pasted in any order, from any thread.
+
     When ``output`` is whole canvas pixels at scale 1 (a window at the image's own
-    resolution), the pieces are pasted straight into the output: no canvas, no warp, and
-    the pixels are the decoded ones, untouched. ``allocate(height, width)`` makes that
-    output (zeroed (4, h, w), interleaved or band-first: an encoder's own buffer);
-    interleaved zeros by default. ``memo`` keeps decoded pieces: one it holds is pasted
+    resolution), pieces are pasted straight into the output: no canvas, no warp, and the
+    pixels are the decoded ones, untouched; ``allocate(height, width)`` makes that output
+    (zeroed (4, h, w), interleaved or band-first: an encoder's own buffer), interleaved
+    zeros by default. Otherwise pieces go into a canvas that :meth:`finish` warps.
+
+    A read pastes tiles as they arrive (:meth:`paste`, one thread per piece), then
+    :meth:`finish` pastes the rest. ``memo`` keeps decoded pieces: one it holds is pasted
     without decoding.
     """
-    offsets = crop_offsets(canvas, output)
-    if offsets is None:
-        target = np.zeros((canvas.height, canvas.width, 4), dtype=np.uint8).transpose(2, 0, 1)
-        left = top = 0
-    else:
-        target = (allocate or interleaved_zeros)(output.height, output.width)
-        left, top = offsets
-    missing = blank = 0
-    for piece in pieces:
+
+    def __init__(
+        self,
+        canvas: Grid,
+        output: Grid,
+        *,
+        max_pixels: int,
+        memo: TileMemo | None = None,
+        allocate: Allocate | None = None,
+    ) -> None:
+        self.canvas, self.output, self.max_pixels, self.memo = canvas, output, max_pixels, memo
+        self.offsets = crop_offsets(canvas, output)
+        if self.offsets is None:
+            self.target = interleaved_zeros(canvas.height, canvas.width)
+        else:
+            self.target = (allocate or interleaved_zeros)(output.height, output.width)
+        self._pasted: set[int] = set()  # indices of the pieces in the target
+        self._blank = 0
+        self._lock = threading.Lock()
+
+    def paste(self, index: int, piece: Piece) -> None:
+        """Decode piece ``index`` (it raises as decoding does) and paste it."""
         if piece.data is None:
-            missing += 1
-            continue
-        image, empty = _decoded(piece, max_pixels, memo)
-        blank += empty
-        _paste(target, image, piece.col_off - left, piece.row_off - top)
-    if offsets is not None:
-        return Composite(target, missing, blank)
-    pixels = target.transpose(1, 2, 0)
-    return Composite(warp(pixels, canvas, output, resampling).transpose(2, 0, 1), missing, blank)
+            return
+        image, blank = _decoded(piece, self.max_pixels, self.memo)
+        left, top = self.offsets or (0, 0)
+        _paste(self.target, image, piece.col_off - left, piece.row_off - top)
+        with self._lock:
+            self._pasted.add(index)
+            self._blank += blank
+
+    def paste_ahead(self, batch: Sequence[tuple[int, Piece]]) -> None:
+        """Paste the (index, piece) pairs that decode; :meth:`finish` redoes a failed one.
+
+        A piece that fails here is left for :meth:`finish`, which raises its error with
+        the read's context.
+        """
+        for index, piece in batch:
+            try:
+                self.paste(index, piece)
+            except Exception:  # noqa: S112 - finish decodes it again and raises
+                continue
+
+    def finish(self, pieces: Sequence[Piece], resampling: Resampling) -> Composite:
+        """Paste the ``pieces`` not pasted yet, then warp the canvas onto the output."""
+        missing = 0
+        for index, piece in enumerate(pieces):
+            if piece.data is None:
+                missing += 1
+            elif index not in self._pasted:
+                self.paste(index, piece)
+        if self.offsets is not None:
+            return Composite(self.target, missing, self._blank)
+        pixels = self.target.transpose(1, 2, 0)
+        warped = warp(pixels, self.canvas, self.output, resampling)
+        return Composite(warped.transpose(2, 0, 1), missing, self._blank)
 
 
 def interleaved_zeros(height: int, width: int) -> Bands:
@@ -143,15 +193,15 @@ def crop_offsets(src: Grid, dst: Grid) -> tuple[int, int] | None:
     return col, row
 
 
-def predecode(pieces: Sequence[Piece], max_pixels: int, memo: TileMemo) -> None:
-    """Decode ``pieces`` into ``memo`` ahead of :func:`compose`, which pastes them.
+def predecode(batch: Sequence[tuple[int, Piece]], max_pixels: int, memo: TileMemo) -> None:
+    """Decode the pieces of ``batch`` ((index, piece) pairs) into ``memo`` ahead of a mosaic.
 
-    A piece that fails is skipped: compose decodes it again and reports the error.
+    A piece that fails is skipped: the mosaic decodes it again and reports the error.
     """
-    for piece in pieces:
+    for _, piece in batch:
         try:
             _decoded(piece, max_pixels, memo)
-        except Exception:  # noqa: S110 - compose raises it, with the read's context
+        except Exception:  # noqa: S110 - the mosaic raises it, with the read's context
             pass
 
 

@@ -1,64 +1,67 @@
 """Decode tiles while the rest of a read is still being fetched, a batch per executor job.
 
 A cold read waits ~one upstream latency for its tiles, then decodes them all in the
-mosaic job. With a memory of decoded tiles (:class:`~streaming.decoded.TileMemo`), the
-tiles that arrived early are decoded into it meanwhile and the mosaic pastes them. Each
-job takes every tile that arrived since the last one started, so a read of 81 tiles
-costs a few executor jobs, not 81 (one job per tile held the event loop and the
-``/health`` answers back: benchmarks/RESULTS.md).
+mosaic job. Instead, the tiles that arrived early are decoded meanwhile: pasted straight
+into the read's :class:`~streaming.mosaic.Mosaic` when its canvas is known ahead, or into a
+memory of decoded tiles (:class:`~streaming.decoded.TileMemo`) for the mosaic to paste. Each
+job takes the tiles that arrived since the last one started (a few at most), so a read
+of 81 tiles costs ~10 executor jobs, not 81 (one job per tile held the event loop and
+the ``/health`` answers back: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
-
-from streaming.decoded import TileMemo
-from streaming.mosaic import Piece, predecode
-from streaming.sources import FetchedImage
+from typing import Generic, TypeVar
 
 JPEG = b"\xff\xd8"
+# Two jobs keep both cores of a small machine decoding; batches of 8 JPEG tiles take ~2 ms.
+PREDECODE_JOBS = 2
+PREDECODE_BATCH = 8
+T = TypeVar("T")
 
 
-class Predecoder:
-    """Feeds fetched tiles to the executor in batches; :meth:`drain` ends it."""
+class Predecoder(Generic[T]):
+    """Feeds fetched items to ``work`` in the executor, in batches; :meth:`drain` ends it.
+
+    ``work(batch)`` decodes a batch (into a memo of decoded tiles, or pasting into the
+    read's mosaic); it must not raise for an item that fails: the mosaic reports it. Up
+    to ``jobs`` batches run at once, each of at most ``batch`` items, so the tiles that
+    arrive last are not left to one long job after the last arrival.
+    """
 
     def __init__(
         self,
-        memo: TileMemo,
         executor: Executor | None,
-        tile_size: tuple[int, int],
-        reduce: int,
-        max_pixels: int,
+        work: Callable[[list[T]], None],
+        jobs: int = PREDECODE_JOBS,
+        batch: int = PREDECODE_BATCH,
     ) -> None:
-        self.memo, self.executor, self.max_pixels = memo, executor, max_pixels
-        self.size, self.reduce = tile_size, reduce
-        self._pending: list[Piece] = []
-        self._task: asyncio.Future[None] | None = None
+        self.executor, self.work, self.jobs, self.batch = executor, work, jobs, batch
+        self._pending: list[T] = []
+        self._workers: list[asyncio.Future[None]] = []
         self._open = True
 
-    def add(self, image: FetchedImage | None) -> None:
-        """Queue a fetched tile (scaled decodes only for JPEG: see ``reduce_factor``)."""
-        if image is None or not self._open:
+    def add(self, item: T) -> None:
+        """Queue a fetched item; a batch job starts if fewer than ``jobs`` run."""
+        if not self._open:
             return
-        reduce = self.reduce if image.data.startswith(JPEG) else 1
-        w, h = self.size[0] // reduce, self.size[1] // reduce
-        self._pending.append(Piece(image.data, 0, 0, w, h, "tile", reduce))
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
+        self._pending.append(item)
+        if sum(not worker.done() for worker in self._workers) < self.jobs:
+            self._workers.append(asyncio.ensure_future(self._run()))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._pending and self._open:
-            batch, self._pending = self._pending, []
-            await loop.run_in_executor(self.executor, predecode, batch, self.max_pixels, self.memo)
+        while self._pending:
+            batch, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+            await loop.run_in_executor(self.executor, self.work, batch)
 
     async def drain(self) -> None:
-        """Start no more batches; wait for the running one (what is left, compose decodes)."""
+        """Take no more items; wait until the queued ones are done."""
         self._open = False
-        self._pending = []
-        if self._task is not None:
-            await self._task
+        await asyncio.gather(*self._workers)
 
     def cancel(self) -> None:
         """The read failed: start no more batches."""

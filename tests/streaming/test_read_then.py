@@ -1,7 +1,9 @@
 """StreamingImage.read_then: the read's masked pixels handed to a blocking step, in one job.
 
-The mosaic, the AOI mask and the step run in one executor job (counted), and the step
-sees exactly the pixels ``read`` returns; a read that misses every AOI still gets it.
+The AOI mask is drawn in its own executor job while the tiles come, tiles are pasted as
+they arrive, and the rest of the mosaic, the mask's application and the step run in one
+last job (the jobs are recorded); the step sees exactly the pixels ``read`` returns; a
+read that misses every AOI still gets it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ class CountingExecutor(ThreadPoolExecutor):
 
     def __init__(self) -> None:
         super().__init__(2)
-        self.jobs = 0
+        self.jobs: list[str] = []
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.jobs += 1
+        self.jobs.append(getattr(fn, "__name__", type(fn).__name__))
         return super().submit(fn, *args, **kwargs)
 
 
@@ -59,10 +61,13 @@ async def test_the_step_gets_the_masked_read_in_the_mosaic_job(renderer, countin
         seen.append((rgba.copy(), grid, threading.current_thread().name))
         return 7
 
-    counting.jobs = 0
+    counting.jobs = []
     result, done = await image.read_then(output, step)
     assert done == 7 and len(seen) == 1
-    assert counting.jobs == 1  # mosaic + mask + step: one executor job (no memo: no predecode)
+    first, *ahead, last = counting.jobs
+    assert first == "plan_mask"  # drawn while the tiles come
+    assert ahead and set(ahead) == {"paste_ahead"}  # tiles pasted as they arrive
+    assert last == "work"  # the rest of the mosaic, the mask and the step: one job
     rgba, grid, thread = seen[0]
     assert grid == output and thread != threading.current_thread().name
     np.testing.assert_array_equal(rgba, result.rgba)
