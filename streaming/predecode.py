@@ -4,9 +4,9 @@ A cold read waits ~one upstream latency for its tiles, then decodes them all in 
 mosaic job. Instead, the tiles that arrived early are decoded meanwhile: pasted straight
 into the read's :class:`~streaming.mosaic.Mosaic` when its canvas is known ahead, or into a
 memory of decoded tiles (:class:`~streaming.decoded.TileMemo`) for the mosaic to paste. Each
-job takes the tiles that arrived since the last one started (a few at most), so a read
-of 81 tiles costs ~10 executor jobs, not 81 (one job per tile held the event loop and
-the ``/health`` answers back: benchmarks/RESULTS.md).
+job takes every tile that arrived since the last one started, so a read of 81 tiles
+costs a few executor jobs, not 81 (one job per tile held the event loop and the
+``/health`` answers back: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 JPEG = b"\xff\xd8"
-# Two jobs keep both cores of a small machine decoding; batches of 8 JPEG tiles take ~2 ms.
-PREDECODE_JOBS = 2
-PREDECODE_BATCH = 8
 T = TypeVar("T")
 
 
@@ -27,41 +24,37 @@ class Predecoder(Generic[T]):
     """Feeds fetched items to ``work`` in the executor, in batches; :meth:`drain` ends it.
 
     ``work(batch)`` decodes a batch (into a memo of decoded tiles, or pasting into the
-    read's mosaic); it must not raise for an item that fails: the mosaic reports it. Up
-    to ``jobs`` batches run at once, each of at most ``batch`` items, so the tiles that
-    arrive last are not left to one long job after the last arrival.
+    read's mosaic); it must not raise for an item that fails: the mosaic reports it. One
+    job at a time takes every item that came since the last one started: two at once
+    were slower here (2 cores), the event loop then waiting for the GIL (bench_reads
+    A/B: warm 24.0 ms vs 26.1, cold C=81 110 vs 115).
     """
 
-    def __init__(
-        self,
-        executor: Executor | None,
-        work: Callable[[list[T]], None],
-        jobs: int = PREDECODE_JOBS,
-        batch: int = PREDECODE_BATCH,
-    ) -> None:
-        self.executor, self.work, self.jobs, self.batch = executor, work, jobs, batch
+    def __init__(self, executor: Executor | None, work: Callable[[list[T]], None]) -> None:
+        self.executor, self.work = executor, work
         self._pending: list[T] = []
-        self._workers: list[asyncio.Future[None]] = []
+        self._task: asyncio.Future[None] | None = None
         self._open = True
 
     def add(self, item: T) -> None:
-        """Queue a fetched item; a batch job starts if fewer than ``jobs`` run."""
+        """Queue a fetched item; a batch job starts unless one is running."""
         if not self._open:
             return
         self._pending.append(item)
-        if sum(not worker.done() for worker in self._workers) < self.jobs:
-            self._workers.append(asyncio.ensure_future(self._run()))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+            batch, self._pending = self._pending, []
             await loop.run_in_executor(self.executor, self.work, batch)
 
     async def drain(self) -> None:
         """Take no more items; wait until the queued ones are done."""
         self._open = False
-        await asyncio.gather(*self._workers)
+        if self._task is not None:
+            await self._task
 
     def cancel(self) -> None:
         """The read failed: start no more batches."""
