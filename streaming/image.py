@@ -61,6 +61,7 @@ __all__ = [
 # Rough size of an encoded upstream image per pixel (aerial JPEG ~0.4, PNG ~1.5).
 ENCODED_BYTES_PER_PIXEL = 1.0
 SNAP_TOLERANCE = 1e-9  # in pixels
+MASK_DELAY = 0.001  # s: the AOI mask of a read is drawn once its requests are sent
 T = TypeVar("T")
 
 
@@ -324,14 +325,20 @@ class _FinishingReader(SourceReader, Generic[T]):
         allocate: Allocate | None = None,
     ) -> ReadResult:
         """:meth:`SourceReader.read`, the AOI mask drawn meanwhile (applied in the mosaic job)."""
-        loop = asyncio.get_running_loop()
-        self.mask = mask = loop.run_in_executor(self.executor, plan_mask, self.aois, output)
+        self.mask = mask = asyncio.ensure_future(self._draw_mask(output))
         try:
             return await super().read(output, zoom=zoom, resampling=resampling, allocate=allocate)
         finally:
             await asyncio.wait({mask})  # never left running
             if not mask.cancelled():
                 mask.exception()  # seen: _compose raised it, or the read failed before
+
+    async def _draw_mask(self, output: Grid) -> MaskPlan:
+        # Once the read's upstream requests are sent: they go in the loop's next few
+        # iterations, which a timer waits behind, and drawing meanwhile would take the GIL.
+        await asyncio.sleep(MASK_DELAY)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, plan_mask, self.aois, output)
 
     async def _compose(
         self, pieces: list[Piece], mosaic: Mosaic, resampling: Resampling
