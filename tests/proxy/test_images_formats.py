@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
-from proxy.images.formats import encode, georef_headers
+from proxy.images.formats import NpyTarget, encode, georef_headers
 
 UTM = CRS.from_epsg(32631)
 T = Affine(2.5, 0.0, 500_000.0, 0.0, -2.5, 5_150_000.0)
@@ -66,3 +66,19 @@ def test_npy_is_what_numpy_save_writes_from_an_interleaved_read():
     np.save(out, np.ascontiguousarray(rgba), allow_pickle=False)
     body = encode(rgba, UTM, T, "npy").body
     assert bytes(body) == out.getvalue()
+
+
+def test_npy_of_the_pixels_a_read_pasted_into_its_target_is_that_buffer():
+    target = NpyTarget()
+    pixels = target(5, 7)  # as the mosaic asks for it
+    assert pixels.shape == (4, 5, 7) and not pixels.any()
+    pixels[:] = np.arange(4 * 5 * 7, dtype=np.uint8).reshape(4, 5, 7)
+    body = encode(pixels, CRS.from_epsg(3857), Affine.identity(), "npy", target).body
+    assert isinstance(body, memoryview) and np.shares_memory(np.asarray(body), pixels)
+    expected = io.BytesIO()
+    np.save(expected, np.ascontiguousarray(pixels))
+    assert bytes(body) == expected.getvalue()  # what numpy.save writes, byte for byte
+    # pixels that are not the target's (a masked copy, a resampled read) are copied
+    other = pixels.copy()
+    copied = encode(other, CRS.from_epsg(3857), Affine.identity(), "npy", target).body
+    assert not np.shares_memory(np.asarray(copied), pixels) and bytes(copied) == bytes(body)
