@@ -99,7 +99,7 @@ class Mosaic:
     (zeroed (4, h, w), interleaved or band-first: an encoder's own buffer), interleaved
     zeros by default. Otherwise pieces go into a canvas that :meth:`finish` warps.
 
-    A read pastes tiles as they arrive (:meth:`paste`, one thread per piece), then
+    A read pastes tiles as they arrive (:meth:`paste`, distinct pieces from any threads), then
     :meth:`finish` pastes the rest. ``memo`` keeps decoded pieces: one it holds is pasted
     without decoding.
     """
@@ -115,13 +115,23 @@ class Mosaic:
     ) -> None:
         self.canvas, self.output, self.max_pixels, self.memo = canvas, output, max_pixels, memo
         self.offsets = crop_offsets(canvas, output)
-        if self.offsets is None:
-            self.target = interleaved_zeros(canvas.height, canvas.width)
-        else:
-            self.target = (allocate or interleaved_zeros)(output.height, output.width)
+        self._allocate = allocate
+        self._target: Bands | None = None  # made by the first paste, in the executor
         self._pasted: set[int] = set()  # indices of the pieces in the target
         self._blank = 0
         self._lock = threading.Lock()
+
+    @property
+    def target(self) -> Bands:
+        """The pixels pieces are pasted into: the output, or the canvas (zeroed at first)."""
+        with self._lock:
+            if self._target is None:
+                if self.offsets is None:
+                    self._target = interleaved_zeros(self.canvas.height, self.canvas.width)
+                else:
+                    allocate = self._allocate or interleaved_zeros
+                    self._target = allocate(self.output.height, self.output.width)
+            return self._target
 
     def paste(self, index: int, piece: Piece) -> None:
         """Decode piece ``index`` (it raises as decoding does) and paste it."""
