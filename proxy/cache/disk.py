@@ -69,6 +69,7 @@ class DiskTier:
         max_bytes: int = DEFAULT_DISK_BYTES,
         *,
         executor: Executor | None = None,
+        writer: Executor | None = None,
         clock: Callable[[], float] = time.time,
         inline_max: int = INLINE_READ_MAX,
         touch_after: float = 60.0,
@@ -78,6 +79,7 @@ class DiskTier:
         self.max_bytes = max_bytes
         self._root = str(self.root) + "/"
         self._executor = executor
+        self._write_pool = writer or executor  # writes behind the answers: a background pool
         self._clock = clock
         self._inline_max = inline_max
         self._touch_after = touch_after
@@ -189,7 +191,7 @@ class DiskTier:
         while self._queued:
             batch, self._queued = self._queued, []
             try:
-                results = await loop.run_in_executor(self._executor, self._write_all, batch)
+                results = await loop.run_in_executor(self._write_pool, self._write_all, batch)
             except BaseException as exc:  # no executor (shutdown), cancelled: tell everyone
                 for _, _, done in batch + self._queued:
                     if isinstance(exc, asyncio.CancelledError):

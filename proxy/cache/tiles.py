@@ -35,6 +35,7 @@ from pathlib import Path
 
 import attrs
 
+from proxy.cache.background import background_pool
 from proxy.cache.disk import DEFAULT_DISK_BYTES, DiskTier
 from proxy.cache.entry import CacheEntry
 from proxy.cache.flight import FileLocks, SingleFlight
@@ -101,11 +102,16 @@ class TileCache:
         lock_timeout: float = 15.0,
         shared: RedisTier | None = None,
         lock_lease: float = 5.0,
+        writer: Executor | None = None,
     ) -> None:
         self.memory = MemoryTier(memory_bytes)
         # Decoded tiles for reads (the tile routes never decode); replaced to resize it.
         self.decoded = DecodedTiles()
-        self.disk = DiskTier(root, disk_bytes, executor=executor, clock=clock)
+        # Disk writes go behind the answers, on a thread of lower CPU priority (background.py).
+        self._own_writer = background_pool("cache-writer") if writer is None else None
+        self.disk = DiskTier(
+            root, disk_bytes, executor=executor, writer=writer or self._own_writer, clock=clock
+        )
         self._executor = executor
         self.shared = shared
         self.lower: LowerTier = self.disk if shared is None else shared
@@ -139,6 +145,8 @@ class TileCache:
         """Wait for the writes of fetched entries and a running sweep (on shutdown)."""
         await self.settle()
         await self.disk.wait_sweep()
+        if self._own_writer is not None:  # idle after settle(): nothing queued is lost
+            self._own_writer.shutdown(wait=False)
         if self.purges is not None:
             await self.purges.close()
         if self.shared is not None:

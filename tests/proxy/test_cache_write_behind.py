@@ -35,7 +35,7 @@ def blocked():
 
 async def test_the_answer_comes_before_the_disk_write_and_the_lock_waits_for_it(tmp_path, blocked):
     pool, gate = blocked
-    cache = TileCache(tmp_path, executor=pool, clock=Clock())
+    cache = TileCache(tmp_path, executor=pool, writer=pool, clock=Clock())
     result = await cache.get_or_fetch(KEY, fresh, ttl=60)
     assert result.status is CacheStatus.MISS and result.entry.body == BODY
     path = tmp_path / KEY.id
@@ -54,7 +54,7 @@ async def test_the_answer_comes_before_the_disk_write_and_the_lock_waits_for_it(
 
 async def test_a_delete_waits_for_the_writes_so_no_entry_comes_back(tmp_path, blocked):
     pool, gate = blocked
-    cache = TileCache(tmp_path, executor=pool, clock=Clock())
+    cache = TileCache(tmp_path, executor=pool, writer=pool, clock=Clock())
     await cache.get_or_fetch(KEY, fresh, ttl=60)
     delete = asyncio.ensure_future(cache.delete(FP))
     await asyncio.sleep(0.05)
