@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from pathlib import Path
@@ -97,7 +96,6 @@ class FileLocks:
         timeout: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        keep_open: int = 256,
     ) -> None:
         self.folder = Path(folder)
         self._buckets = buckets
@@ -111,12 +109,6 @@ class FileLocks:
         # already); a second flock of it would make the second key wait for the first's
         # fetch and poll (81 keys over 4096 buckets collide ~half the time).
         self._held: dict[str, list[int]] = {}
-        # Descriptors of recently locked buckets, kept open: unlocked with LOCK_UN, not
-        # closed, so the next lock of the bucket skips open/close (~5 us of loop per miss).
-        # Bounded; a bucket evicted while held is closed by its release instead.
-        self._open: OrderedDict[str, int] = OrderedDict()
-        self._keep_open = keep_open
-        self._pid = os.getpid()  # a forked child must not share our open file descriptions
 
     def prepare(self) -> None:
         """Create the folder and every bucket's lock file (blocking: run it in the executor).
@@ -194,48 +186,15 @@ class FileLocks:
         if holding is not None:
             holding[1] += 1
             return True
-        fd = self._descriptor(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = self.try_lock(name)
+        if fd is None:
             return False
         self._held[path] = [fd, 1]
         return True
-
-    def _descriptor(self, path: str) -> int:
-        """An open descriptor of ``path``, reused from the bounded set of recent ones."""
-        if self._pid != os.getpid():  # forked: the inherited descriptors are the parent's
-            self._open.clear()
-            self._pid = os.getpid()
-        fd = self._open.get(path)
-        if fd is not None:
-            self._open.move_to_end(path)
-            return fd
-        if not self._made:
-            os.makedirs(self.folder, exist_ok=True)
-            self._made = True
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self._open[path] = fd
-        while len(self._open) > self._keep_open:
-            old_path, old_fd = self._open.popitem(last=False)
-            if old_path not in self._held:
-                os.close(old_fd)  # a held one is closed by its release
-        return fd
 
     def _release(self, path: str) -> None:
         holding = self._held[path]
         holding[1] -= 1
         if holding[1] == 0:
             del self._held[path]
-            fd = holding[0]
-            if self._open.get(path) == fd:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            else:
-                os.close(fd)  # evicted while held: closing releases the flock
-
-    def close(self) -> None:
-        """Close the descriptors kept open (held buckets stay until their release)."""
-        for path, fd in list(self._open.items()):
-            if path not in self._held:
-                os.close(fd)
-        self._open.clear()
+            os.close(holding[0])  # releases the flock

@@ -138,8 +138,6 @@ class TileCache:
         """Wait for the writes of fetched entries and a running sweep (on shutdown)."""
         await self.settle()
         await self.disk.wait_sweep()
-        if isinstance(self._locks, FileLocks):
-            self._locks.close()
         if self.purges is not None:
             await self.purges.close()
         if self.shared is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
-import os
 
 import pytest
 
@@ -201,65 +200,6 @@ async def test_a_started_cache_has_every_lock_file_so_no_lock_creates_one(tmp_pa
     await cache.start()  # a second start (another worker) keeps them
     assert len(list((tmp_path / "cache" / ".locks").iterdir())) == 4096
     await cache.close()
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-async def test_a_bucket_descriptor_stays_open_unlocked_and_is_reused(tmp_path):
-    locks = FileLocks(tmp_path)
-    peer = FileLocks(tmp_path)  # another open file: flock excludes it as another process
-
-    async def nothing():
-        return None
-
-    async def peer_blocked():
-        held = peer.try_lock("k")
-        if held is not None:
-            os.close(held)
-        return held is None
-
-    assert await locks.run("k", nothing, peer_blocked) is True  # held while it runs
-    fds = open_fds()
-    held = peer.try_lock("k")  # released (LOCK_UN) though its descriptor stays open
-    assert held is not None
-    os.close(held)
-    assert await locks.run("k", nothing, peer_blocked) is True  # the kept one locks again
-    assert open_fds() == fds  # reused, not opened again
-    locks.close()
-    assert open_fds() == fds - 1
-
-
-async def test_a_bucket_evicted_while_held_keeps_its_lock_until_released(tmp_path):
-    locks = FileLocks(tmp_path, keep_open=1)
-    peer = FileLocks(tmp_path)
-    release = asyncio.Event()
-    fds = open_fds()
-
-    async def nothing():
-        return None
-
-    async def wait():
-        await release.wait()
-        return "a"
-
-    async def other():
-        return "b"
-
-    first = asyncio.ensure_future(locks.run("a", nothing, wait))
-    await asyncio.sleep(0.01)
-    assert locks.path("a") != locks.path("b")
-    assert await locks.run("b", nothing, other) == "b"  # evicts a's descriptor, still held
-    assert peer.try_lock("a") is None  # not closed: the lock holds
-    release.set()
-    assert await first == "a"
-    held = peer.try_lock("a")  # closed by its release, which let the lock go
-    assert held is not None
-    os.close(held)
-    assert open_fds() == fds + 1  # only b's, kept
-    locks.close()
-    assert open_fds() == fds
 
 
 async def test_a_write_failing_after_the_answer_stays_out_of_the_callers_way(tmp_path, executor):
