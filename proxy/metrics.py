@@ -182,9 +182,21 @@ class UpstreamMetrics:
             registry=registry,
         )
 
+        # Children bound once per label values: labels() takes a lock and builds a tuple,
+        # ~1.5 us each, four per request on the event loop (81 per cold read).
+        self._in_flight: dict[str, Gauge] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._requests: dict[tuple[str, str], Counter] = {}
+
+    def _gauge(self, server: str) -> Gauge:
+        child = self._in_flight.get(server)
+        if child is None:
+            child = self._in_flight[server] = self.in_flight.labels(server)
+        return child
+
     def started(self) -> None:
         """A request is sent."""
-        self.in_flight.labels(SERVER.get()).inc()
+        self._gauge(SERVER.get()).inc()
         counter = REQUEST_COUNTER.get()
         if counter is not None:
             counter[0] += 1
@@ -192,9 +204,16 @@ class UpstreamMetrics:
     def finished(self, status: int | None, seconds: float, error: str | None = None) -> None:
         """The request ended: with an HTTP ``status``, or with the code of an ``error``."""
         server = SERVER.get()
-        self.in_flight.labels(server).dec()
-        self.requests.labels(server, "error" if status is None else str(status)).inc()
-        self.latency.labels(server).observe(seconds)
+        self._gauge(server).dec()
+        key = (server, "error" if status is None else str(status))
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self.requests.labels(*key)
+        requests.inc()
+        latency = self._latency.get(server)
+        if latency is None:
+            latency = self._latency[server] = self.latency.labels(server)
+        latency.observe(seconds)
         if error is not None:
             self.errors.labels(server, error).inc()
 

@@ -181,7 +181,9 @@ class DiskTier:
         self._queued.append((rel, entry, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_batches())
-        size = await asyncio.shield(done)
+        # Not shielded: a cancelled caller cancels only its own future, which the batch
+        # skips (the file is still written); a shield cost a future and a hop per write.
+        size = await done
         self._written += size
         if self._total + self._written > self.max_bytes:
             self.start_sweep()

@@ -21,14 +21,15 @@ import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
-def _retrieve(task: asyncio.Task[object]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     # Mark the exception seen: when every caller was cancelled nobody else will.
     if not task.cancelled():
         task.exception()
@@ -38,7 +39,7 @@ class SingleFlight(Generic[K, T]):
     """At most one running call of a coroutine function per key."""
 
     def __init__(self) -> None:
-        self._tasks: dict[K, asyncio.Task[T]] = {}
+        self._tasks: dict[K, asyncio.Future[T]] = {}
 
     async def run(
         self, key: K, call: Callable[[], Awaitable[T]], on_join: Callable[[], None] | None = None
@@ -47,22 +48,32 @@ class SingleFlight(Generic[K, T]):
 
         ``on_join`` is called at once when this caller joins a running call.
         """
-        task = self._tasks.get(key)
-        if task is None:
-            task = asyncio.ensure_future(call())
-            self._tasks[key] = task
-            task.add_done_callback(self._forget(key))
-            task.add_done_callback(_retrieve)
+        return await self.share(key, lambda: asyncio.ensure_future(call()), on_join)
+
+    async def share(
+        self,
+        key: K,
+        start: Callable[[], asyncio.Future[T]],
+        on_join: Callable[[], None] | None = None,
+    ) -> T:
+        """Like :meth:`run`, for work already in a future: ``start()`` begins it.
+
+        The cache's loads hand over a future their own task completes, which saves a task
+        per miss over :meth:`run` (one task hop less on the event loop per cold tile).
+        """
+        future = self._tasks.get(key)
+        if future is None:
+            future = start()
+            self._tasks[key] = future
+            future.add_done_callback(partial(self._done, key))
         elif on_join is not None:
             on_join()
-        return await asyncio.shield(task)
+        return await asyncio.shield(future)
 
-    def _forget(self, key: K) -> Callable[[asyncio.Task[T]], None]:
-        def done(task: asyncio.Task[T]) -> None:
-            if self._tasks.get(key) is task:
-                del self._tasks[key]
-
-        return done
+    def _done(self, key: K, future: asyncio.Future[T]) -> None:
+        if self._tasks.get(key) is future:
+            del self._tasks[key]
+        _retrieve(future)
 
     def __len__(self) -> int:
         """How many calls are running."""

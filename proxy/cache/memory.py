@@ -32,10 +32,7 @@ class MemoryTier:
 
     def get(self, key_id: str) -> CacheEntry | None:
         """The entry of ``key_id`` (and mark it recently used), or None."""
-        try:
-            return self._lru[key_id]
-        except KeyError:
-            return None
+        return self._lru.get(key_id)  # no KeyError raised and caught per miss
 
     def put(self, key_id: str, entry: CacheEntry) -> None:
         """Keep ``entry``, evicting the least recently used (one over the bound is skipped)."""

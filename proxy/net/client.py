@@ -195,9 +195,12 @@ class UpstreamClient:
 
     async def _send(self, url: URL, send: _Send) -> UpstreamResponse:
         method, secrets = send.method, send.secrets
-        shown = redact_url(str(url), secrets)
+        # The redacted URL is built only when something shows it: a diagnostics log or an
+        # error (~2.5 us per request on the event loop otherwise).
+        records = REQUEST_LOG.get()
+        shown = redact_url(str(url), secrets) if records is not None else None
         if url.scheme not in ("http", "https") or not url.host:
-            raise SourceBadResponse(f"not an http(s) URL: {shown}")
+            raise SourceBadResponse(f"not an http(s) URL: {redact_url(str(url), secrets)}")
         self.policy.check(url.host)
         # Past the quota, SourceQuotaExceeded leaves here: nothing is sent.
         ticket = None if send.quota is None else await send.quota.admit()
@@ -218,20 +221,20 @@ class UpstreamClient:
                 body = await self._read(resp, send.max_bytes or self.max_bytes)
                 content_type = resp.headers.get("Content-Type", "")
                 status = resp.status
-                _log(method, shown, started, resp.status, len(body), content_type)
+                _log(records, method, shown, started, resp.status, len(body), content_type)
                 answer = UpstreamResponse(
                     resp.status, content_type, body, str(resp.url), dict(resp.headers)
                 )
         except BlockedAddress as exc:
             code = exc.code
-            _log(method, shown, started, error="blocked address")
+            _log(records, method, shown, started, error="blocked address")
             raise
         except Exception as exc:
-            error = _source_error(exc, shown, secrets)
+            error = _source_error(exc, shown or redact_url(str(url), secrets), secrets)
             code = "internal" if error is None else error.code
             if error is None:
                 raise
-            _log(method, shown, started, error=error.message)
+            _log(records, method, shown, started, error=error.message)
             raise error from exc
         except BaseException:  # cancelled: the request ended without an answer
             code = "cancelled"
@@ -251,6 +254,10 @@ class UpstreamClient:
                 f"upstream body of {declared} bytes is past the limit of {max_bytes} bytes",
                 hint=hint,
             )
+        if declared is not None and not resp.headers.get("Content-Encoding"):
+            # Known and within the limit: one read instead of a loop step per chunk. Not
+            # for a compressed body, whose inflated size only the streaming loop bounds.
+            return await resp.read()
         chunks, size = [], 0
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
@@ -340,15 +347,16 @@ def _source_error(exc: Exception, shown: str, secrets: tuple[str, ...]) -> Sourc
 
 
 def _log(
+    log: list[RequestRecord] | None,
     method: str,
-    url: str,
+    url: str | None,
     started: float,
     status: int | None = None,
     size: int = 0,
     content_type: str | None = None,
     error: str | None = None,
 ) -> None:
-    log = REQUEST_LOG.get()
-    if log is not None:
-        latency = round((time.perf_counter() - started) * 1000, 1)
-        log.append(RequestRecord(method, url, status, latency, size, content_type, error))
+    if log is None or url is None:  # no diagnostics asked for (the URL was not redacted)
+        return
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    log.append(RequestRecord(method, url, status, latency, size, content_type, error))

@@ -169,9 +169,9 @@ class ServerConnection:
                 resp = await self.ctx.client.request(
                     method,
                     url,
-                    params={**self.config.params, **(params or {})},
+                    params=_merged(self.config.params, params),
                     data=data,
-                    headers={**self.config.headers, **(headers or {})},
+                    headers=_merged(self.config.headers, headers),
                     verify_ssl=not self.config.skip_ssl,
                     secrets=self.secrets,
                     scope=self.scope,
@@ -209,6 +209,13 @@ class ServerConnection:
         if etag or modified:
             return FetchedImage(image.data, image.content_type, etag, modified)
         return image
+
+
+def _merged(own: Mapping[str, str], extra: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The config's values overridden by the request's; no new dict when one side is empty."""
+    if not extra:
+        return own
+    return {**own, **extra} if own else extra
 
 
 def _header(resp: UpstreamResponse, name: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 
 import pytest
@@ -198,4 +199,27 @@ async def test_a_started_cache_has_every_lock_file_so_no_lock_creates_one(tmp_pa
     assert len(locks) == 4096 and locks[0] == "0000.lock" and locks[-1] == "0fff.lock"
     await cache.start()  # a second start (another worker) keeps them
     assert len(list((tmp_path / "cache" / ".locks").iterdir())) == 4096
+    await cache.close()
+
+
+async def test_a_write_failing_after_the_answer_stays_out_of_the_callers_way(tmp_path, executor):
+    cache = TileCache(tmp_path / "cache", executor=executor)
+    await cache.start()
+    errors = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+
+    async def broken(rel, entry):
+        raise RuntimeError("no executor")
+
+    cache.lower.write = broken  # type: ignore[method-assign]
+
+    async def fresh(validators):
+        return Fresh(b"tile", "image/png")
+
+    result = await cache.get_or_fetch(KEY, fresh, ttl=60)
+    assert result.status is CacheStatus.MISS and result.entry.body == b"tile"
+    await cache.settle()
+    gc.collect()
+    assert errors == []  # the load's failure was seen, not left to the loop to report
+    assert cache.in_flight == 0 and await cache.get(KEY) is not None  # memory has it
     await cache.close()

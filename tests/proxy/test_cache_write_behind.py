@@ -120,3 +120,21 @@ async def test_deleting_a_servers_tiles_forgets_its_decoded_tiles_only(tmp_path,
     await cache.delete(FP, zooms=range(3, 4))
     assert cache.decoded.get(FP, b"a", 1) is None
     assert cache.decoded.get(other, b"a", 1) is not None
+
+
+async def test_a_cancelled_writer_leaves_its_batch_and_its_file_to_land(tmp_path, blocked):
+    pool, gate = blocked
+    cache = TileCache(tmp_path, executor=pool, clock=Clock())
+    keys = [CacheKey(FP, "tile", 4, x, 0) for x in range(3)]
+    writes = [
+        asyncio.ensure_future(cache.disk.write(k.id, cache.entry(b"b%d" % i, "image/png", 60)))
+        for i, k in enumerate(keys)
+    ]
+    await asyncio.sleep(0.01)  # queued behind the blocked executor
+    writes[1].cancel()
+    gate.set()
+    first, cancelled, last = await asyncio.gather(*writes, return_exceptions=True)
+    assert first is None and last is None and isinstance(cancelled, asyncio.CancelledError)
+    for i, key in enumerate(keys):  # the cancelled caller's file is written all the same
+        found = await cache.disk.read(key.id)
+        assert found is not None and found.body == b"b%d" % i

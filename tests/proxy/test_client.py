@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Iterator
 
@@ -60,10 +61,16 @@ async def ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def bomb(request: web.Request) -> web.Response:
+    # 40 bytes on the wire, 100 000 once inflated: Content-Length alone says nothing.
+    body = gzip.compress(b"x" * 100_000)
+    return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+
 def flaky_app() -> web.Application:
     app = web.Application()
     app[COUNTS] = {}
-    for handler in (flaky, limited, down, reset, redirect, big, ok):
+    for handler in (flaky, limited, down, reset, redirect, big, ok, bomb):
         app.router.add_route("*", f"/{handler.__name__}", handler)
     return app
 
@@ -156,6 +163,32 @@ async def test_body_past_the_limit_is_refused(serve, client):
     base = await serve(flaky_app())
     with pytest.raises(SourceBadResponse, match="4096"):
         await client.request("GET", base + "/big")
+
+
+async def test_a_compressed_body_is_bounded_by_its_inflated_size(serve, client):
+    base = await serve(flaky_app())
+    with pytest.raises(SourceBadResponse, match="past the limit of 4096"):
+        await client.request("GET", base + "/bomb")
+
+
+async def test_errors_and_diagnostics_show_the_url_redacted(serve, client, log):
+    with pytest.raises(SourceUnavailable) as failed:
+        await client.request("GET", "http://127.0.0.1:9/x?token=s3cr3t&k=v", secrets=["v0v0v"])
+    assert "s3cr3t" not in str(failed.value) and "token=***" in str(failed.value)
+    base = await serve(flaky_app())
+    await client.request("GET", f"{base}/ok", params={"apikey": "abc123", "q": "v0v0v"})
+    await client.request("GET", f"{base}/ok", params={"q": "v0v0v"}, secrets=["v0v0v"])
+    shown = [r.url for r in log]
+    assert all("s3cr3t" not in u for u in shown) and "abc123" not in shown[-2]
+    assert "apikey=***" in shown[-2] and "q=***" in shown[-1]
+
+
+async def test_errors_show_the_url_redacted_without_diagnostics(client):
+    assert REQUEST_LOG.get() is None  # nothing asked for diagnostics
+    with pytest.raises(SourceUnavailable) as failed:
+        await client.request("GET", "http://127.0.0.1:9/x?key=s3cr3t&k=v0v0v", secrets=["v0v0v"])
+    assert "s3cr3t" not in str(failed.value) and "v0v0v" not in str(failed.value)
+    assert "127.0.0.1:9/x" in str(failed.value)
 
 
 def test_retry_after_forms():

@@ -13,7 +13,7 @@ from yarl import URL
 from proxy.errors import BlockedAddress
 from proxy.net.client import UpstreamClient
 from proxy.net.limits import rate_limiter
-from proxy.net.safety import AddressPolicy, parse_host
+from proxy.net.safety import VERDICTS_KEPT, AddressPolicy, parse_host
 from proxy.schemas import XYZConfig
 from proxy.upstream.base import ServerConnection, UpstreamContext
 from streaming.errors import SourceBadResponse, SourceUnavailable
@@ -198,3 +198,18 @@ async def test_a_body_cut_short_is_named_so(upstream_ctx, serve):
 async def test_slow_rates_still_admit_a_request(rate):
     limiter = rate_limiter(rate)
     await limiter.acquire()  # AsyncLimiter(0.5, 1) raised ValueError here
+
+
+def test_a_remembered_verdict_holds_and_the_memory_is_bounded():
+    policy = AddressPolicy(["10.0.0.0/8"])
+    for _ in range(2):  # the second check answers from memory, the same way
+        policy.check("10.1.2.3")
+        with pytest.raises(BlockedAddress):
+            policy.check("127.0.0.1")
+        with pytest.raises(BlockedAddress):
+            policy.check("[::ffff:127.0.0.1]")
+    for i in range(3000):  # hosts come from untrusted URLs: memory never grows past the bound
+        policy.check(f"8.8.{i // 256}.{i % 256}")
+    assert len(policy._verdicts) <= VERDICTS_KEPT
+    with pytest.raises(BlockedAddress):
+        policy.check("127.0.0.1")
