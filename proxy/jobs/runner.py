@@ -270,7 +270,9 @@ class JobRunner:
             # The catalog dropped (a PostgreSQL restart): not the cell's fault. Give it back
             # for a later claim; if the release fails too, its lease expires instead.
             log.warning("job %s cell %d given back: %s", claim.job_id, claim.index, exc)
-            await cells.release(*where)
+            if not await cells.release(*where):  # e.g. stopped past its lease, its session cut
+                log.info("job %s cell %d: attempt %d's release dropped (its claim moved on)",
+                         claim.job_id, claim.index, claim.attempt)  # fmt: skip
         else:
             if not isinstance(exc, CellFailed | CodedError):
                 log.error("job %s cell %d failed", claim.job_id, claim.index, exc_info=exc)

@@ -124,7 +124,7 @@ async def test_deleting_a_servers_tiles_forgets_its_decoded_tiles_only(tmp_path,
 
 async def test_a_cancelled_writer_leaves_its_batch_and_its_file_to_land(tmp_path, blocked):
     pool, gate = blocked
-    cache = TileCache(tmp_path, executor=pool, clock=Clock())
+    cache = TileCache(tmp_path, executor=pool, writer=pool, clock=Clock())
     keys = [CacheKey(FP, "tile", 4, x, 0) for x in range(3)]
     writes = [
         asyncio.ensure_future(cache.disk.write(k.id, cache.entry(b"b%d" % i, "image/png", 60)))

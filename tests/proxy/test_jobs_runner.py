@@ -163,7 +163,8 @@ async def test_a_failing_cell_carries_its_error_the_others_complete_and_retry_fi
 
     upstream.broken.clear()
     resp = await client.post(f"/jobs/{job_id}/retry")
-    assert resp.status == 200 and (await resp.json())["state"] == "pending"
+    # live again: pending, or running if the runner claimed the cell before the answer
+    assert resp.status == 200 and (await resp.json())["state"] in ("pending", "running")
     job = await wait_for(client, job_id)
     assert job["state"] == "done" and job["cells"]["done"] == 3
     assert (1, 2) in kind.started and len(kind.started) == 4  # only cell 1 ran again

@@ -89,9 +89,10 @@ async def test_a_worker_stopped_past_its_lease_cannot_complete_or_replace_the_fi
 
     a.signal(signal.SIGCONT)
     # a wakes with its cell's claim gone: it cancels the cell, or its late outcome (done,
-    # or failed: b's attempt removed its temporary) is refused by the attempt fence;
+    # or failed: b's attempt removed its temporary; or given back: the server ended its
+    # session, idle in a transaction while stopped) is refused by the attempt fence;
     # either way it says so, and goes on as a worker.
-    dropped = ("claim lost", "completion rejected", "failure dropped")
+    dropped = ("claim lost", "completion rejected", "failure dropped", "release dropped")
     await wait_for(
         lambda: any(said in a.text() for said in dropped),
         what="the woken worker to drop its stale cell",
