@@ -25,9 +25,12 @@ class Predecoder(Generic[T]):
 
     ``work(batch)`` decodes a batch (into a memo of decoded tiles, or pasting into the
     read's mosaic); it must not raise for an item that fails: the mosaic reports it. One
-    job at a time takes every item that came since the last one started: two at once
-    were slower here (2 cores), the event loop then waiting for the GIL (bench_reads
-    A/B: warm 24.0 ms vs 26.1, cold C=81 110 vs 115).
+    job at a time takes every item that came since the last one started. Decoding and
+    pasting release the GIL, but while tiles arrive both cores are busy (the event loop
+    taking answers in, the upstream sending them): two jobs at once, batches capped, or a
+    second job for the tail were all slower (bench_reads A/B, medians: warm 24.0 ms
+    against 26.1 with two jobs; cold C=81 110 against 115, and 100 against 102 with a
+    second job for the tail; benchmarks/RESULTS.md, reads round 4).
     """
 
     def __init__(self, executor: Executor | None, work: Callable[[list[T]], None]) -> None:
