@@ -6,10 +6,7 @@ serialized (SQLite allows one writer anyway) and the event loop never waits on d
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,8 +17,9 @@ from proxy.catalog.sqlite_cells import SQLiteCellStore
 from proxy.catalog.sqlite_images import SQLiteImageStore
 from proxy.catalog.sqlite_jobs import SQLiteJobStore
 from proxy.catalog.sqlite_servers import SQLiteServerStore
+from proxy.catalog.sqlite_thread import SQLiteThread, reason
 from proxy.catalog.upgrade import upgrade_sqlite
-from proxy.errors import CatalogUnavailable, StartupError
+from proxy.errors import StartupError
 
 T = TypeVar("T")
 
@@ -41,15 +39,15 @@ async def open_catalog(path: Path) -> Catalog:
 STARTUP_LOCK_WAIT = 60.0  # seconds a start waits for another process's write lock
 
 
-class SQLiteDatabase:
+class SQLiteDatabase(SQLiteThread):
     """One SQLite file (WAL mode, so readers never block the writer) and its worker thread."""
 
     backend = "sqlite"
+    what = "the catalog"
 
     def __init__(self, path: Path) -> None:
+        super().__init__("catalog")
         self.path = path
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
-        self._db: sqlite3.Connection | None = None
 
     async def open(self) -> SQLiteDatabase:
         """Create the file if needed, bring its schema to the latest version, check writes.
@@ -63,8 +61,8 @@ class SQLiteDatabase:
             self._worker.shutdown(wait=False)
             cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc  # Alembic
             if isinstance(cause, sqlite3.Error | OSError):
-                reason = _reason(cause)
-                raise StartupError(f"the catalog {self.path} cannot be used: {reason}") from None
+                why = reason(cause)
+                raise StartupError(f"the catalog {self.path} cannot be used: {why}") from None
             raise
         return self
 
@@ -87,40 +85,9 @@ class SQLiteDatabase:
             raise
         self._db = db
 
-    async def _call(self, func: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, func)
-
-    async def run(self, func: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``func(connection)`` on the worker thread."""
-
-        def call() -> T:
-            if self._db is None:
-                raise CatalogUnavailable("the catalog is not open")
-            try:
-                return func(self._db)
-            except sqlite3.IntegrityError:
-                raise  # a bug of the caller, not the state of the file
-            except sqlite3.Error as exc:  # read-only, full disk, locked, damaged
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise CatalogUnavailable(f"the catalog cannot be used: {_reason(exc)}") from None
-
-        return await self._call(call)
-
     async def ping(self) -> None:
         """Check the catalog answers and takes writes (readiness)."""
         await self.run(check_writable)
-
-    async def close(self) -> None:
-        """Close the connection and the worker thread."""
-
-        def close() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._call(close)
-        self._worker.shutdown(wait=True)
 
 
 def check_writable(db: sqlite3.Connection) -> None:
@@ -135,12 +102,3 @@ def check_writable(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA user_version = {version}")
     finally:
         db.execute("ROLLBACK")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if "readonly" in text or "read-only" in text:
-        return f"{text} (the file, its directory or its disk is read-only)"
-    if "not a database" in text or "malformed" in text:
-        return f"{text} (the file is damaged or not a catalog; it was left untouched)"
-    return text

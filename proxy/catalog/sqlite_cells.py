@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from proxy.catalog.base import CellRecord, Claim
-from proxy.catalog.sqlite_jobs import Clock, write
+from proxy.catalog.sqlite_jobs import Clock
 from proxy.catalog.sqlite_servers import now
+from proxy.catalog.sqlite_thread import immediate
 
 if TYPE_CHECKING:
     from proxy.catalog.sqlite import SQLiteDatabase
@@ -96,7 +97,7 @@ class SQLiteCellStore:
                 spec=orjson.loads(cell["spec"]),
             )
 
-        return await self.database.run(lambda db: write(db, claim))
+        return await self.database.run(lambda db: immediate(db, claim))
 
     async def heartbeat(
         self, job_id: str, index: int, owner: str, attempt: int, lease_seconds: float
@@ -113,7 +114,7 @@ class SQLiteCellStore:
                 ).rowcount
             )
 
-        return await self.database.run(lambda db: write(db, beat))
+        return await self.database.run(lambda db: immediate(db, beat))
 
     async def holds(self, job_id: str, index: int, owner: str, attempt: int) -> bool:
         """Whether ``owner``'s claim ``attempt`` still runs the cell (a read: polled often)."""
@@ -151,7 +152,7 @@ class SQLiteCellStore:
                 ).rowcount
             )
 
-        return await self.database.run(lambda db: write(db, done))
+        return await self.database.run(lambda db: immediate(db, done))
 
     async def fail(
         self, job_id: str, index: int, attempt: int, error: str, upstream_requests: int = 0
@@ -168,7 +169,7 @@ class SQLiteCellStore:
                 ).rowcount
             )
 
-        return await self.database.run(lambda db: write(db, failed))
+        return await self.database.run(lambda db: immediate(db, failed))
 
     async def release(self, job_id: str, index: int, attempt: int) -> bool:
         """Give the claim back: the cell is ``pending`` again (its attempt count stays)."""
@@ -182,7 +183,7 @@ class SQLiteCellStore:
                 ).rowcount
             )
 
-        return await self.database.run(lambda db: write(db, release))
+        return await self.database.run(lambda db: immediate(db, release))
 
     async def of_job(self, job_id: str) -> list[CellRecord]:
         """The job's cells by index."""
@@ -216,7 +217,7 @@ class SQLiteCellStore:
                 ).rowcount
             )
 
-        return await self.database.run(lambda db: write(db, release))
+        return await self.database.run(lambda db: immediate(db, release))
 
 
 def _record(row: sqlite3.Row) -> CellRecord:

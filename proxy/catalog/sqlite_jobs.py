@@ -17,6 +17,7 @@ import orjson
 
 from proxy.catalog.base import ENDED, CellCounts, JobRecord, NewCell, NewJob
 from proxy.catalog.sqlite_servers import now
+from proxy.catalog.sqlite_thread import immediate
 
 if TYPE_CHECKING:
     from proxy.catalog.sqlite import SQLiteDatabase
@@ -37,18 +38,6 @@ COUNTERS = """
 SELECT_JOBS = f"""
     SELECT {", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))}, {COUNTERS}
     FROM jobs j LEFT JOIN cells c ON c.job_id = j.id"""
-
-
-def write(db: sqlite3.Connection, func: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``func`` in one ``BEGIN IMMEDIATE`` transaction: all of it, or nothing."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = func(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result
 
 
 def _json(value: Any) -> str:
@@ -92,7 +81,7 @@ class SQLiteJobStore:
                 ((job_id, c.index, _json(c.spec), _json(c.polygon)) for c in cells),
             )
 
-        await self.database.run(lambda db: write(db, insert))
+        await self.database.run(lambda db: immediate(db, insert))
         record = await self.get(job_id)
         assert record is not None
         return record
@@ -140,7 +129,7 @@ class SQLiteJobStore:
             )
             return str(row["state"])
 
-        return await self.database.run(lambda db: write(db, cancel))
+        return await self.database.run(lambda db: immediate(db, cancel))
 
     async def retry(self, job_id: str) -> int | None:
         """Failed cells back to pending (a cancelled job resumes too); how many cells will run."""
@@ -167,7 +156,7 @@ class SQLiteJobStore:
                 )
             return int(reset)
 
-        return await self.database.run(lambda db: write(db, retry))
+        return await self.database.run(lambda db: immediate(db, retry))
 
     async def pause(self, job_id: str, until: float, reason: str, message: str) -> None:
         """Hold the job's claims until ``until``."""
@@ -180,7 +169,7 @@ class SQLiteJobStore:
                 (until, reason, message, now(), job_id),
             )
 
-        await self.database.run(lambda db: write(db, pause))
+        await self.database.run(lambda db: immediate(db, pause))
 
     async def finishable(self) -> list[str]:
         """Jobs not ended with no pending or running cell left."""
@@ -212,7 +201,7 @@ class SQLiteJobStore:
             ).rowcount
             return bool(taken)
 
-        return await self.database.run(lambda db: write(db, take))
+        return await self.database.run(lambda db: immediate(db, take))
 
     async def end_finish(self, job_id: str, owner: str, error: str | None) -> str | None:
         """End the job: ``failed`` with a failed cell or an ``error``, else ``done``."""
@@ -232,7 +221,7 @@ class SQLiteJobStore:
             ).rowcount
             return state if ended else None
 
-        return await self.database.run(lambda db: write(db, end))
+        return await self.database.run(lambda db: immediate(db, end))
 
     async def count_by_state(self) -> dict[str, int]:
         """Jobs per state."""

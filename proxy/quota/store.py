@@ -15,17 +15,14 @@ its response.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import attrs
 
-from proxy.errors import CatalogUnavailable
+from proxy.catalog.sqlite_thread import SQLiteThread, immediate
 from proxy.quota.periods import SlotUsage, Window
 
 T = TypeVar("T")
@@ -71,13 +68,14 @@ class QuotaStore(Protocol):
         """Release the store."""
 
 
-class SQLiteQuotaStore:
+class SQLiteQuotaStore(SQLiteThread):
     """Counters in ``quota_usage`` (catalog migration step 4), on a thread of their own."""
 
+    what = "the quota counters"
+
     def __init__(self, path: Path) -> None:
+        super().__init__("quota")
         self.path = path
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quota")
-        self._db: sqlite3.Connection | None = None
 
     async def open(self) -> SQLiteQuotaStore:
         """Connect (the catalog, opened first, made the table)."""
@@ -92,37 +90,10 @@ class SQLiteQuotaStore:
         db.execute("PRAGMA synchronous=NORMAL")
         self._db = db
 
-    async def close(self) -> None:
-        """Close the connection and the thread."""
-
-        def close() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._call(close)
-        self._worker.shutdown(wait=True)
-
-    async def _call(self, func: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, func)
-
-    async def _run(self, func: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._db is None:
-                raise CatalogUnavailable("the quota store is not open")
-            try:
-                return func(self._db)
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise CatalogUnavailable(f"the quota counters cannot be used: {exc}") from None
-
-        return await self._call(call)
-
     async def admit(self, server_id: str, window: Window, limits: Limits) -> Admission:
         """Count one request in ``window`` if ``limits`` allow it; atomic across processes."""
         admit = partial(_admit, server_id=server_id, window=window, limits=limits)
-        return await self._run(lambda db: _immediate(db, admit))
+        return await self.run(lambda db: immediate(db, admit))
 
     async def add_bytes(self, server_id: str, window: Window, size: int) -> tuple[int, int]:
         """Add ``size`` bytes to ``window``'s current slot; the window's totals after it."""
@@ -136,7 +107,7 @@ class SQLiteQuotaStore:
             totals = _totals(db, server_id, window)
             return totals[0], totals[1]
 
-        return await self._run(lambda db: _immediate(db, add))
+        return await self.run(lambda db: immediate(db, add))
 
     async def usage(self, server_id: str, window: Window) -> list[SlotUsage]:
         """The slots ``window`` sums, oldest first (absent slots: nothing used)."""
@@ -149,11 +120,11 @@ class SQLiteQuotaStore:
             ).fetchall()
             return [SlotUsage(int(s), int(r), int(b)) for s, r, b in rows]
 
-        return await self._run(read)
+        return await self.run(read)
 
     async def forget(self, server_id: str) -> None:
         """Drop a deleted server's counters."""
-        await self._run(
+        await self.run(
             lambda db: db.execute("DELETE FROM quota_usage WHERE server_id = ?", (server_id,))
         )
 
@@ -167,18 +138,6 @@ def _totals(db: sqlite3.Connection, server_id: str, window: Window) -> tuple[int
         (server_id, window.kind, window.first, window.slot),
     ).fetchone()
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
-
-
-def _immediate(db: sqlite3.Connection, func: Callable[[sqlite3.Connection], T]) -> T:
-    """``func(db)`` in a transaction that takes the write lock before reading anything."""
-    db.execute("BEGIN IMMEDIATE")  # nobody admits between our read and our write
-    try:
-        result = func(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result
 
 
 def _admit(db: sqlite3.Connection, server_id: str, window: Window, limits: Limits) -> Admission:
