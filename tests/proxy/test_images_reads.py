@@ -80,6 +80,8 @@ async def test_a_window_lands_on_the_ground_truth_and_a_second_read_is_free(
     again = await api.get(path)
     assert again.status == 200 and again.headers["X-Upstream-Requests"] is not None
     assert len(app[PATHS]) == before  # every tile came from the cache
+    # pasted from the decoded tiles kept in memory: the same pixels, byte for byte
+    np.testing.assert_array_equal(np.load(io.BytesIO(await again.read())), rgba)
 
 
 async def test_a_large_answer_is_streamed_whole(api, imported, ground_truth):
