@@ -33,6 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
 from streaming.errors import SourceBadResponse, SourceImageTooLarge, SourceTruncatedImage
+from streaming.gdal_env import thread_env
 
 Pixels = npt.NDArray[np.uint8]  # (height, width, 4) interleaved RGBA
 Bands = npt.NDArray[np.uint8]  # (count, height, width) band-first, often a view of Pixels
@@ -133,6 +134,7 @@ def _decode_jpeg(
 
 
 def _decode_gdal(data: bytes, max_pixels: int, expect: tuple[int, int] | None) -> Pixels:
+    thread_env()
     try:
         with MemoryFile(data) as memfile, memfile.open() as src:
             check_size(src.width, src.height, max_pixels, expect)  # opening read the header

@@ -13,6 +13,7 @@ from rasterio.features import geometry_mask
 from rasterio.transform import Affine
 
 from streaming.aoi import AOIs
+from streaming.gdal_env import thread_env
 from streaming.layout import grid_bounds, project
 from streaming.mosaic import Grid
 
@@ -153,6 +154,7 @@ def _inside(geometry: object, output: Grid) -> np.ndarray:
 
 
 def _outside(geometry: object, output: Grid) -> np.ndarray:
+    thread_env()
     outside: np.ndarray = geometry_mask(
         [geometry], out_shape=(output.height, output.width), transform=output.transform
     )

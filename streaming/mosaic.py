@@ -24,6 +24,7 @@ from streaming.codecs import Bands, Pixels, band_first, decode_pixels, is_interl
 from streaming.decode import RGBA, is_blank
 from streaming.decoded import TileMemo
 from streaming.errors import SourceBadResponse
+from streaming.gdal_env import thread_env
 
 # GDAL splits one warp over this many threads (it releases the GIL), which cuts a single
 # preview's latency; under a burst the executor's own parallelism takes over.
@@ -264,6 +265,7 @@ def warp(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixels
         return fast
     out = np.zeros((dst.height, dst.width, 4), dtype=np.uint8)
     # Band-first views of the interleaved buffers: GDAL reads and writes them in place.
+    thread_env()
     reproject(
         source=pixels.transpose(2, 0, 1),
         destination=out.transpose(2, 0, 1),

@@ -27,6 +27,7 @@ from rasterio.transform import Affine
 from streaming.codecs import band_first
 from streaming.decode import RGBA
 from streaming.encode import encode_jpeg, encode_png
+from streaming.gdal_env import thread_env
 
 MEDIA_TYPES = {
     "tif": "image/tiff",
@@ -81,6 +82,7 @@ def geotiff(rgba: RGBA, crs: CRS, transform: Affine) -> bytes:
     }
     if width >= 256 and height >= 256:  # tiled, so a reader can take parts of it
         profile.update(tiled=True, blockxsize=256, blockysize=256)
+    thread_env()
     with MemoryFile() as memfile:
         with memfile.open(**profile) as dst:
             dst.write(rgba[:3])

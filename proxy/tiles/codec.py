@@ -13,6 +13,7 @@ from rasterio.io import MemoryFile
 
 from streaming.decode import RGBA, check_complete, decode_rgba
 from streaming.encode import encode_jpeg, encode_png
+from streaming.gdal_env import thread_env
 
 __all__ = ["MEDIA", "check_complete", "convert", "encode", "media_type", "transparent_png"]
 
@@ -47,6 +48,7 @@ def encode(rgba: RGBA, fmt: str) -> bytes:
     if fmt == "jpeg":
         return encode_jpeg(rgba)
     count, height, width = rgba.shape
+    thread_env()
     with MemoryFile() as memfile:
         with memfile.open(
             driver="WEBP", width=width, height=height, count=count, dtype="uint8", QUALITY=90

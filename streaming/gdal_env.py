@@ -1,0 +1,26 @@
+"""One GDAL environment per thread, for the thread's whole life.
+
+rasterio starts a GDAL environment around every call that finds none in its thread, and
+stops it afterwards; starting and stopping set and clear GDAL's process-wide
+configuration options. Our executor threads decode, rasterize, warp and encode at the
+same time, so those starts and stops raced: a fresh-clone run of the suite aborted in
+GDAL with three threads decoding PNG tiles. A thread that calls :func:`thread_env` first
+keeps one environment from then on (made under a lock), and rasterio's calls find it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import rasterio
+from rasterio.env import hasenv
+
+_LOCK = threading.Lock()
+
+
+def thread_env() -> None:
+    """Give the calling thread a GDAL environment it keeps, unless it has one already."""
+    if hasenv():  # ours from an earlier call, or a caller's ``with rasterio.Env(...)``
+        return
+    with _LOCK:
+        rasterio.Env().__enter__()  # never exited: the thread's environment from now on
