@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -115,8 +115,8 @@ async def write_cog(
         dst: DatasetWriter = await steps.run(_open_stage, image, window, stage, options)
         try:
             requests = await _read_blocks(image, window, dst, options, steps)
-        finally:
-            await steps.run(dst.close)
+        finally:  # after a cancel or a failed block, writes may still run in threads
+            await steps.run_after_running(dst.close)
         await steps.run(_copy_cog, stage, path, options)
         await steps.run(stage.unlink)
         size = path.stat().st_size
@@ -192,6 +192,18 @@ class _Steps:
         finally:
             if future.done():
                 self.running.discard(future)
+
+    async def run_after_running(self, fn: Any, *args: Any) -> Any:
+        """``fn`` once every step running now has ended: a GDAL dataset closed under a
+        write in another thread crashes the process (a cancelled download did)."""
+        earlier = tuple(self.running)
+
+        def after() -> Any:
+            # Earlier steps were queued first, so each is running or done by now: no deadlock.
+            wait(earlier)
+            return fn(*args)
+
+        return await self.run(after)
 
     def discard(self) -> None:
         """Remove the files now, and again once each step still running in a thread ends."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -133,11 +134,20 @@ def plan_grid(aois: AOIs, resolution_m: float, crs: CRS) -> ImageGrid:
 
 
 def project(aois: AOIs, crs: CRS) -> Any:
-    """The union of the AOIs in ``crs``, its edges densified first (they curve there)."""
-    return _project(aois.geometry, crs.to_wkt())
+    """The union of the AOIs in ``crs``, prepared, its edges densified first (they curve there).
+
+    Each thread gets its own geometry: GEOS prepared geometries are not safe to query from
+    two threads at once (masks drawn in parallel corrupted the heap and crashed CI).
+    """
+    mine = getattr(_per_thread, "project", None)
+    if mine is None:
+        mine = _per_thread.project = lru_cache(maxsize=16)(_project)
+    return mine(aois.geometry, crs.to_wkt())
 
 
-@lru_cache(maxsize=64)
+_per_thread = threading.local()
+
+
 def _project(geometry: Any, wkt: str) -> Any:
     west, south, east, north = geometry.bounds
     step = min(max(max(east - west, north - south) / 1000, 1e-5), 0.01)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -126,3 +129,42 @@ async def test_bad_windows_and_options_are_refused_before_any_file(image, execut
     for bad in ({"compression": "gif"}, {"block": 500}, {"block": 0}, {"concurrency": 0}):
         with pytest.raises(InvalidRead):
             CogOptions(**bad)
+
+
+async def test_a_cancel_closes_the_stage_only_after_the_block_being_written(
+    image, tmp_path, monkeypatch
+):
+    # A GDAL dataset closed in one thread under a write in another crashes the process:
+    # a cancelled download did, in CI. The close must wait for the write in flight.
+    import streaming.cog as cog
+
+    writing, written = threading.Event(), threading.Event()
+    closed_under_write: list[bool] = []
+    real_write = cog._write_block
+
+    def slow_write(dst, win, rgba):
+        writing.set()
+        time.sleep(0.3)  # the cancel comes now
+        closed_under_write.append(dst.closed)
+        if not dst.closed:
+            real_write(dst, win, rgba)
+        written.set()
+
+    monkeypatch.setattr(cog, "_write_block", slow_write)
+    with ThreadPoolExecutor(2) as pool:  # two threads: a close could run beside the write
+        task = asyncio.ensure_future(
+            write_cog(
+                image,
+                CogWindow(0, 0, 512, 512),
+                tmp_path / "c.tif",
+                CogOptions(block=256, concurrency=2),
+                pool,
+            )  # fmt: skip
+        )
+        while not writing.is_set():
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert written.is_set() and closed_under_write and not any(closed_under_write)
+    assert list(tmp_path.iterdir()) == []  # the stage is removed once the write has ended
