@@ -10,8 +10,7 @@ native zoom 15 is imported; a 2048 x 2048 window that is not tile-aligned needs 
 tiles. Measured (medians of ``--repeat``):
 
 - cold reads (tile cache emptied before each) with the server's ``max_concurrency`` 16
-  and 81, as shipped, and again with the per-read ``ReadLimits.concurrency`` patched to 128
-  (the service already leaves the server's cap as the only one, so both should match);
+  and 81 (the server's cap is the only one: a read's own is ``max_read_requests``);
 - the warm read (every tile cached), against the in-process decode + mosaic of the same
   81 tiles (``SourceReader`` over a dict: no network, no cache, no encode), timed once
   after every timed cold and warm read so that it sees the same load (median of those);
@@ -19,21 +18,24 @@ tiles. Measured (medians of ``--repeat``):
   default ``MaxConnections`` and with 16: the anchor;
 - the limit ``ceil(81 / C) * 50 ms + decode`` (decode: the in-process row);
 - ``/health`` latencies while 8 cold reads of disjoint windows run (p50, p99, max);
-- the peak RSS of a fresh process before and after a cold 4096 x 4096 read (``--rss``, run
-  as a subprocess; the body is streamed and dropped by the client, so the growth is the
-  service's).
+- the peak RSS of a fresh service before and after a cold 4096 x 4096 read (``--rss``, run
+  as a subprocess).
 
-The service runs as ``serve`` runs it (``serving_app``, uvloop when the extra ``speed`` is
-installed), its data folder (catalog, tile cache) in the working directory.
+The service is ``imagery-proxy serve`` in a process of its own (uvloop when the extra
+``speed`` is installed), as a detector reading windows is never in the service's process;
+``--service inline`` runs it on this process's loop beside the client, as rounds 1-4 did.
+Its data folder (catalog, tile cache) is in the working directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +51,7 @@ import rasterio
 from aiohttp import web
 from rasterio.transform import Affine
 
-import proxy.services
-from proxy.config import load_settings
+from proxy.config import ENV_PREFIX, load_settings
 from proxy.workers import serving_app, use_uvloop
 from streaming import grid
 from streaming.mosaic import Grid
@@ -188,41 +189,64 @@ def in_process(pool: list[bytes], window: Grid, executor: ThreadPoolExecutor) ->
     return SourceReader(PoolTiles(pool), executor, ReadLimits(max_requests=1024))
 
 
-def raised_concurrency(real: Callable[[Any], ReadLimits]) -> Callable[[Any], ReadLimits]:
-    """``proxy.services.read_limits`` with a per-read cap of 128: the server's is the only one."""
+class Service:
+    """The service under test: ``imagery-proxy serve`` in its own process (``process``), as a
+    detector's client never shares its event loop, or an app on this process's loop
+    (``inline``: the figures before round 5, where the client's work ran on that loop).
+    """
 
-    def patched(settings: Any) -> ReadLimits:
-        limits = real(settings)
-        return ReadLimits(
-            max_pixels=limits.max_pixels,
-            max_requests=limits.max_requests,
-            max_image_pixels=limits.max_image_pixels,
-            concurrency=128,
-        )
+    def __init__(self, tmp: Path, mode: str) -> None:
+        self.tmp, self.mode = tmp, mode
+        self.pid = os.getpid()
+        self.runner: web.AppRunner | None = None
+        self.child: subprocess.Popen[bytes] | None = None
 
-    return patched
+    async def start(self) -> str:
+        settings = {
+            "api_keys": API_KEY,
+            "allowed_networks": "127.0.0.0/8",
+            "max_read_requests": "1024",
+            "data_dir": str(self.tmp / "data"),
+        }
+        if self.mode == "inline":
+            self.runner = web.AppRunner(
+                serving_app(load_settings(env={}, **settings)), access_log=None
+            )
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        with socket.socket() as probe:  # a free port (the child binds it a moment later)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, **{f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()}}
+        command = [sys.executable, "-m", "proxy.cli", "serve", "--host", "127.0.0.1"]
+        self.child = subprocess.Popen([*command, "--port", str(port)], env=env)
+        self.pid = self.child.pid
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(base + "/health") as resp:
+                        if resp.status == 200:
+                            return base
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the service did not start within 30 s")
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.child is not None:
+            self.child.terminate()
+            self.child.wait(10)
 
 
-async def service(tmp: Path) -> tuple[web.AppRunner, str]:
-    settings = load_settings(
-        env={},
-        data_dir=tmp / "data",
-        api_keys=(API_KEY,),
-        allowed_networks=("127.0.0.0/8",),
-        max_read_requests=1024,
-    )
-    runner = web.AppRunner(serving_app(settings), access_log=None)  # as `serve` runs it
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-
-
-async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
+async def bench(repeat: int, tmp: Path, process: bool, mode: str) -> dict[str, Any]:
     """Every measurement of the module's docstring, as table rows."""
     pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
     upstream = TileServer(pool, LATENCY, process)
-    runner, base = await service(tmp)
+    served = Service(tmp, mode)
+    base = await served.start()
     rows: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=0)
     local = ThreadPoolExecutor(4)
@@ -238,14 +262,6 @@ async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
             await b.read(image)  # warm-up: connections, imports
             rows[f"cold read, max_concurrency {c}, as shipped"] = await b.cold(image)
             rows[f"  upstream requests in flight at most (C={c})"] = upstream.peak
-        real = proxy.services.read_limits
-        proxy.services.read_limits = raised_concurrency(real)  # type: ignore[assignment]
-        for c, image in images.items():
-            rows[f"cold read, max_concurrency {c}, ReadLimits.concurrency raised"] = await b.cold(
-                image
-            )
-            rows[f"  upstream requests in flight at most (C={c}, raised)"] = upstream.peak
-        proxy.services.read_limits = real  # type: ignore[assignment]
         upstream.reset()
         rows[WARM] = ms(await b.timed(lambda: b.read(images[16]), reference=True))
         assert upstream.hits == 0
@@ -272,42 +288,43 @@ async def bench(repeat: int, tmp: Path, process: bool) -> dict[str, Any]:
         rows["/health p50 / p99 / max (ms)"] = " / ".join(
             str(round(v * 1000, 1)) for v in (statistics.median(health), p99, health[-1])
         )
-    await runner.cleanup()
+    await served.stop()
     upstream.close()
     local.shutdown()
     return rows
 
 
-async def peak_rss(tmp: Path, process: bool) -> dict[str, Any]:
-    """Peak RSS of this process before and after one cold 4096 x 4096 read (17 x 17 tiles).
+async def peak_rss(tmp: Path, process: bool, mode: str) -> dict[str, Any]:
+    """Peak RSS of the service before and after one cold 4096 x 4096 read (17 x 17 tiles).
 
     Run in a fresh process (``--rss``); the kernel's high-water mark is reset after the
     setup and one small read (imports, connections, threads all warm), so the peak is the
-    read's alone (Linux: ``/proc/self/clear_refs``).
+    read's alone (Linux: ``/proc/PID/clear_refs``).
     """
     pool = tile_pool(GroundTruthRenderer(write_ground_truth(tmp / "gt.tif")))
     upstream = TileServer(pool, LATENCY, process)
-    runner, base = await service(tmp)
+    served = Service(tmp, mode)
+    base = await served.start()
     async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as http:
         b = Bench(http, base, upstream, 1)
         image = await b.image_over(16, image_aoi())
         await b.read(image, 0, 256)
-        before = status_mb("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = status_mb(served.pid, "VmRSS")
+        Path(f"/proc/{served.pid}/clear_refs").write_text("5")  # VmHWM := the current RSS
         await b.read(image, 1, BIG)
-        peak = status_mb("VmHWM")
-    await runner.cleanup()
+        peak = status_mb(served.pid, "VmHWM")
+    await served.stop()
     upstream.close()
     return {
-        "RSS before / peak during a cold 4096x4096 NPY read, fresh process (MB)": (
+        "RSS before / peak during a cold 4096x4096 NPY read, fresh service (MB)": (
             f"{before:.0f} / {peak:.0f} (+{peak - before:.0f})"
         )
     }
 
 
-def status_mb(field: str) -> float:
-    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def status_mb(pid: int, field: str) -> float:
+    """A ``/proc/PID/status`` memory field (VmRSS, VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
@@ -326,9 +343,6 @@ def ratios(rows: dict[str, Any]) -> dict[str, float]:
         out[f"cold / limit, C={c}, as shipped"] = r(
             f"cold read, max_concurrency {c}, as shipped", limit
         )
-        out[f"cold / limit, C={c}, raised"] = r(
-            f"cold read, max_concurrency {c}, ReadLimits.concurrency raised", limit
-        )
         out[f"GDAL default / cold, C={c}, as shipped"] = r(
             "GDAL WMS read, default MaxConnections", f"cold read, max_concurrency {c}, as shipped"
         )
@@ -336,7 +350,7 @@ def ratios(rows: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def main(repeat: int, rss: bool, upstream: str) -> None:
+def main(repeat: int, rss: bool, upstream: str, mode: str) -> None:
     load = os.getloadavg()
     process = upstream == "process"
     uvloop = use_uvloop()  # the loop `serve` runs on (when the extra `speed` is installed)
@@ -344,7 +358,10 @@ def main(repeat: int, rss: bool, upstream: str) -> None:
     # these machines a file made in /tmp costs 10x more (0.41 ms a create + rename against
     # 0.036 ms, same ext4 device), and a cold read's 81 cache writes share its cores.
     with tempfile.TemporaryDirectory(prefix=".bench-reads-", dir=".") as tmp:
-        work = peak_rss(Path(tmp), process) if rss else bench(repeat, Path(tmp), process)
+        if rss:
+            work = peak_rss(Path(tmp), process, mode)
+        else:
+            work = bench(repeat, Path(tmp), process, mode)
         rows = asyncio.run(work)
     if not rss:
         rows.update(ratios(rows))
@@ -352,12 +369,12 @@ def main(repeat: int, rss: bool, upstream: str) -> None:
         print(f"# {platform.platform()}, {rasterio.__gdal_version__ = }")
         print(f"# load average before: {' '.join(f'{v:.2f}' for v in load)}")
         loop = "uvloop" if uvloop else "asyncio"
-        print(f"# fake upstream in its own {upstream}; event loop: {loop}")
+        print(f"# fake upstream in its own {upstream}; service: {mode}; event loop: {loop}")
     for key, value in rows.items():
         print(f"| {key} | {value} |")
     if not rss:  # the peak RSS in a fresh process, then the load after everything
         command = [sys.executable, "-m", "benchmarks.bench_reads", "--rss", "--upstream", upstream]
-        subprocess.run(command, check=True)
+        subprocess.run([*command, "--service", mode], check=True)
         print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
@@ -372,5 +389,12 @@ if __name__ == "__main__":
         help="where the fake upstream runs: a child process (as a remote server would), "
         "or a thread of this process (the first sessions' figures; it takes the GIL)",
     )
+    parser.add_argument(
+        "--service",
+        choices=("process", "inline"),
+        default="process",
+        help="the service as `imagery-proxy serve` in its own process, or an app on this "
+        "process's loop, beside the client (the figures before round 5)",
+    )
     args = parser.parse_args()
-    main(args.repeat, args.rss, args.upstream)
+    main(args.repeat, args.rss, args.upstream, args.service)
