@@ -46,6 +46,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DISK_BYTES = 10 * 1024**3
 INLINE_READ_MAX = 128 * 1024
+# Writes behind answers (``behind=True``) wait until none has been asked for WRITE_QUIET s
+# (a cold read's tiles have all come), WRITE_MAX_DELAY s at most, or until WRITE_MAX_QUEUED
+# wait. Creating a file costs ~1 ms of kernel CPU on these ext4 machines: 81 of them taken
+# while a read decoded and sent its answer cost it ~5 ms on 2 cores, even from a thread at
+# nice 10 (benchmarks/RESULTS.md, reads round 5).
+WRITE_QUIET = 0.03
+WRITE_MAX_DELAY = 0.25
+WRITE_MAX_QUEUED = 512
 _COLD = object()  # not readable without waiting for the disk: go to the executor
 _Queued = tuple[str, CacheEntry, "asyncio.Future[int]"]
 
@@ -74,6 +82,7 @@ class DiskTier:
         inline_max: int = INLINE_READ_MAX,
         touch_after: float = 60.0,
         temp_grace: float = 600.0,
+        write_quiet: float = WRITE_QUIET,
     ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
@@ -90,6 +99,10 @@ class DiskTier:
         self._sweep: asyncio.Future[int | None] | None = None
         self._queued: list[_Queued] = []
         self._writer: asyncio.Future[None] | None = None
+        self._write_quiet = write_quiet
+        self._waited_for = False  # a write someone waits for is queued: no quiet wait
+        self._wake: asyncio.Future[None] | None = None
+        self._last_queued = 0.0  # loop time of the last write asked
 
     # -- reads -------------------------------------------------------------------------
 
@@ -170,15 +183,24 @@ class DiskTier:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def write(self, rel: str, entry: CacheEntry) -> None:
+    async def write(self, rel: str, entry: CacheEntry, *, behind: bool = False) -> None:
         """Store ``entry`` at ``rel`` atomically (in the executor); may start a sweep.
 
         Writes are grouped: those asked while a batch is being written go together in the
-        next executor job (a cold read of 81 tiles costs a few jobs, not 81 round trips).
-        Each caller returns once its own file is in place, or gets its own error.
+        next executor job. Writes ``behind`` answers (no caller waits, only peers) also
+        wait for a quiet moment (:data:`WRITE_QUIET`): a cold read of 81 tiles costs one
+        job after its answer, not 81 file creations beside its decoding. Any other write
+        queued takes them along at once. Each caller returns once its own file is in place,
+        or gets its own error.
         """
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
         self._queued.append((rel, entry, done))
+        self._last_queued = loop.time()
+        if not behind:
+            self._waited_for = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)  # the writer stops waiting for a quiet moment
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_batches())
         # Not shielded: a cancelled caller cancels only its own future, which the batch
@@ -191,8 +213,10 @@ class DiskTier:
     async def _write_batches(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queued:
-            batch, self._queued = self._queued, []
+            batch: list[_Queued] = []
             try:
+                await self._quiet(loop)
+                batch, self._queued, self._waited_for = self._queued, [], False
                 results = await loop.run_in_executor(self._write_pool, self._write_all, batch)
             except BaseException as exc:  # no executor (shutdown), cancelled: tell everyone
                 for _, _, done in batch + self._queued:
@@ -211,6 +235,16 @@ class DiskTier:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
+
+    async def _quiet(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until no write has been asked for a while (see :data:`WRITE_QUIET`)."""
+        deadline = loop.time() + WRITE_MAX_DELAY
+        while not self._waited_for and len(self._queued) < WRITE_MAX_QUEUED:
+            wait = min(self._last_queued + self._write_quiet, deadline) - loop.time()
+            if wait <= 0:
+                return
+            self._wake = loop.create_future()
+            await asyncio.wait([self._wake], timeout=wait)
 
     def _write_all(self, batch: list[_Queued]) -> list[int | BaseException]:
         results: list[int | BaseException] = []

@@ -214,8 +214,11 @@ class RedisTier:
             return None
         return decode(found)
 
-    async def write(self, key_id: str, entry: CacheEntry) -> None:
-        """Store ``entry`` for its lifetime plus the stale grace (a failure is only counted)."""
+    async def write(self, key_id: str, entry: CacheEntry, *, behind: bool = False) -> None:
+        """Store ``entry`` for its lifetime plus the stale grace (a failure is only counted).
+
+        ``behind`` changes nothing: a SET costs the loop little, never a file creation.
+        """
         head, body = encode(entry)
         lifetime_ms = max(1000, int((entry.ttl + self.stale_grace) * 1000))
         value = head + body

@@ -21,8 +21,9 @@ class LowerTier(Protocol):
     async def read(self, key_id: str) -> CacheEntry | None:
         """The entry stored under ``key_id``, or ``None`` (a miss, a damaged value, a failure)."""
 
-    async def write(self, key_id: str, entry: CacheEntry) -> None:
-        """Store ``entry`` under ``key_id``."""
+    async def write(self, key_id: str, entry: CacheEntry, *, behind: bool = False) -> None:
+        """Store ``entry`` under ``key_id``; ``behind``: only peers wait for it, so it may
+        wait for a quiet moment (the disk tier does)."""
 
     async def delete(
         self,

@@ -217,9 +217,9 @@ class TileCache:
         self.memory.put(key.id, entry)
         await self._write_lower(key, entry)
 
-    async def _write_lower(self, key: CacheKey, entry: CacheEntry) -> None:
+    async def _write_lower(self, key: CacheKey, entry: CacheEntry, behind: bool = False) -> None:
         try:
-            await self.lower.write(key.id, entry)
+            await self.lower.write(key.id, entry, behind=behind)
         except OSError as exc:  # a full disk degrades to memory only, never to an error
             log.warning("cache write failed for %s: %s", key.fingerprint[:12], exc)
 
@@ -383,5 +383,5 @@ class _Load:
         result = CacheResult(entry, CacheStatus.MISS)
         cache.memory.put(key.id, entry)
         ready.set_result(result)  # the callers go on; the lock is held until written
-        await cache._write_lower(key, entry)  # settle() waits for this load meanwhile
+        await cache._write_lower(key, entry, behind=True)  # settle() waits for this load
         return result
