@@ -41,7 +41,10 @@ def is_blank(rgba: RGBA) -> bool:
     pixels = rgba.transpose(1, 2, 0)
     if pixels.flags.c_contiguous:  # a view of interleaved RGBA: compare whole pixels at once
         words = pixels.reshape(-1).view("<u4")  # alpha is the high byte
-        return bool((words < 1 << 24).all() or (words == words[0]).all())
+        first = words[0]
+        if first >= 1 << 24 and (words[-1] != first or words[words.size // 2] != first):
+            return False  # one pixel with alpha and two that differ: most tiles, 12 us less
+        return bool((words < 1 << 24).all() or (words == first).all())
     alpha = rgba[3]
     if not alpha.any():
         return True

@@ -68,3 +68,24 @@ def test_blank_detection():
     varied = np.full((4, 4, 4), 255, dtype=np.uint8)
     varied[0, 1, 1] = 3
     assert not is_blank(varied)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_blank_detection_of_interleaved_pixels_matches_the_plain_rule(seed):
+    # The interleaved path answers most tiles from three pixels; it must agree with the
+    # rule (all transparent, or one colour) whatever the corners and the middle hold.
+    rng = np.random.default_rng(seed)
+    pixels = np.empty((3, 4, 4), dtype=np.uint8)
+    pixels[:] = rng.integers(0, 256, 4, dtype=np.uint8)  # uniform...
+    kind = seed % 4
+    if kind == 1:  # ...but one pixel, not a probed one
+        pixels[1, 0, rng.integers(0, 4)] ^= 1
+    elif kind == 2:  # all transparent, colours varied
+        pixels[..., :3] = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+        pixels[..., 3] = 0
+    elif kind == 3:  # noise
+        pixels[:] = rng.integers(0, 256, pixels.shape, dtype=np.uint8)
+    rgba = pixels.transpose(2, 0, 1)  # a view of interleaved RGBA
+    plain = not pixels[..., 3].any() or bool((pixels == pixels[0, 0]).all())
+    assert is_blank(rgba) == plain
+    assert is_blank(np.ascontiguousarray(rgba)) == plain  # the band-first path agrees
