@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import attrs
 import numpy as np
+from cachetools import LRUCache
 
 from proxy.api_models import ImportAsk
 from proxy.catalog.base import ImageRecord, NewImage, ServerRecord
@@ -33,6 +34,7 @@ from proxy.metrics import server_scope
 from proxy.quota.share import check_fits, quota_share
 from proxy.services import Services
 from streaming import grid as tiling
+from streaming.aoi import AOIs
 from streaming.errors import ReadTooLarge
 from streaming.guard import ResolutionTooHigh, check_resolution
 from streaming.image import (
@@ -118,10 +120,10 @@ class ImageService:
 
         ``allocate``: the encoder's buffer for the pixels (see :meth:`StreamingImage.read_then`).
         """
-        grid = image_grid(record)
+        grid, aois = parsed_image(record)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
-            image = self._image(source, grid, aois_of(record.aois))
+            image = self._image(source, grid, aois)
             view = view_grid(image, ask)
             estimate = image.estimate(view)
             try:
@@ -204,6 +206,21 @@ def _with_fix(
     exc.extra.setdefault("image_resolution", image.resolution_m)
     exc.extra.setdefault("detector_resolution", detector)
     return exc
+
+
+# Image records never change (the catalog has no update of one; ids are random, never
+# reused): a read reuses their grid and parsed AOIs, ~0.4 ms of the event loop a read, and
+# the grid's CRS keeps its cached WKT for the ground-resolution and AOI lookups.
+_PARSED: LRUCache[tuple[Any, ...], tuple[ImageGrid, AOIs]] = LRUCache(maxsize=64)
+
+
+def parsed_image(record: ImageRecord) -> tuple[ImageGrid, AOIs]:
+    """The image's grid and its AOIs, parsed once per record."""
+    key = (record.id, record.crs, record.transform, record.width, record.height)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _PARSED[key] = (image_grid(record), aois_of(record.aois))
+    return found
 
 
 def image_grid(record: ImageRecord) -> ImageGrid:
