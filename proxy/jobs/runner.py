@@ -133,9 +133,7 @@ class JobRunner:
             self._wake.clear()
             wait = self.idle_poll
             try:
-                claim = await self.services.catalog.cells.claim(
-                    self.owner, self.lease, job_id=self.job_id, kinds=kinds
-                )
+                claim = await self._claim(kinds)
                 if claim is not None:
                     await self._run(claim)
                     await self._finish(claim.job_id, claim.kind)
@@ -148,6 +146,25 @@ class JobRunner:
                 log.exception("job runner: unexpected error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _claim(self, kinds: list[str]) -> Claim | None:
+        """Claim a cell; a stop that comes while the claim is on its way gives it back.
+
+        The claim may be committed when the stop cancels us: left alone, the cell would
+        stay leased by a runner that is gone until its lease expires.
+        """
+        cells = self.services.catalog.cells
+        claiming = asyncio.ensure_future(
+            cells.claim(self.owner, self.lease, job_id=self.job_id, kinds=kinds)
+        )
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                claim = await claiming
+                if claim is not None:
+                    await cells.release(claim.job_id, claim.index, claim.attempt)
+            raise
 
     async def _idle_wait(self) -> float:
         """How long an idle slot sleeps unless woken: the idle poll, but at most half a

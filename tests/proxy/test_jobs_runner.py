@@ -298,3 +298,28 @@ async def test_a_cell_that_meets_a_dropped_catalog_is_given_back_not_failed(clie
         "failed": 0,
     }
     assert sum(attempt > 1 for _, attempt in kind.started) == 2  # both ran again
+
+
+async def test_a_stop_while_a_claim_is_on_its_way_gives_the_claimed_cell_back(
+    client, upstream, monkeypatch
+):
+    # The claim is committed, its answer not back yet when the runner stops: the cell must
+    # not stay leased by a runner that is gone (a PostgreSQL worker's SIGTERM did that).
+    jobs = client.server.app[JOBS]
+    cells = jobs.services.catalog.cells
+    real_claim = cells.claim
+    claimed = asyncio.Event()
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        claim = await real_claim(*args, **kwargs)
+        if claim is not None:
+            claimed.set()
+            await asyncio.sleep(5)  # the stop comes now
+        return claim
+
+    monkeypatch.setattr(cells, "claim", slow_claim)
+    job_id = await start_job(client, upstream, cells=1)
+    await asyncio.wait_for(claimed.wait(), 10)
+    await asyncio.wait_for(jobs.stop(), 10)
+    job = await job_json(client, job_id)
+    assert job["cells"]["running"] == 0 and job["cells"]["pending"] == 1, job
