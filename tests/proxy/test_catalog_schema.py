@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from proxy.catalog.migrations import MIGRATIONS, CatalogTooNew, migrate
 from proxy.catalog.postgres import async_url, open_postgres_catalog
 from proxy.catalog.schema import metadata
-from proxy.catalog.sqlite import open_catalog
+from proxy.catalog.sqlite import SQLiteDatabase, open_catalog
 from proxy.catalog.upgrade import current_revision, head
 from proxy.config import load_settings
 from proxy.errors import StartupError
@@ -186,3 +186,13 @@ def test_catalog_url_takes_only_postgresql_urls(tmp_path):
     assert load_settings(env={"IMAGERY_PROXY_CATALOG_URL": url}).catalog_url == url
     with pytest.raises(ValueError, match="catalog_url"):
         load_settings(env={}, catalog_url="mysql://u@h/db")
+
+
+async def test_sqlite_files_opened_three_at_once_never_answer_locked(tmp_path):
+    # SQLite refused the WAL switch at once ("database is locked", no busy wait) to about
+    # one open in 20 while others opened the same new file: retried now.
+    for round_ in range(40):
+        path = tmp_path / f"c{round_}.sqlite"
+        opened = await asyncio.gather(*(SQLiteDatabase(path).open() for _ in range(3)))
+        for database in opened:
+            await database.close()
