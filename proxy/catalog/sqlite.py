@@ -7,7 +7,6 @@ serialized (SQLite allows one writer anyway) and the event loop never waits on d
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,7 +17,7 @@ from proxy.catalog.sqlite_cells import SQLiteCellStore
 from proxy.catalog.sqlite_images import SQLiteImageStore
 from proxy.catalog.sqlite_jobs import SQLiteJobStore
 from proxy.catalog.sqlite_servers import SQLiteServerStore
-from proxy.catalog.sqlite_thread import SQLiteThread, reason
+from proxy.catalog.sqlite_thread import SQLiteThread, reason, switch_to_wal
 from proxy.catalog.upgrade import upgrade_sqlite
 from proxy.errors import StartupError
 
@@ -76,7 +75,7 @@ class SQLiteDatabase(SQLiteThread):
         )
         try:
             db.row_factory = sqlite3.Row
-            switch_to_wal(db)
+            switch_to_wal(db, STARTUP_LOCK_WAIT)
             db.execute("PRAGMA foreign_keys=ON")
             upgrade_sqlite(self.path)  # Alembic, on a connection of its own
             check_writable(db)
@@ -89,23 +88,6 @@ class SQLiteDatabase(SQLiteThread):
     async def ping(self) -> None:
         """Check the catalog answers and takes writes (readiness)."""
         await self.run(check_writable)
-
-
-def switch_to_wal(db: sqlite3.Connection) -> None:
-    """Put the file in WAL mode, retrying while another connection holds it.
-
-    SQLite answers "database is locked" at once here, without its busy wait, while another
-    process switches or reads a new file (3 opens at once failed 8 times in 180).
-    """
-    deadline = time.monotonic() + STARTUP_LOCK_WAIT
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def check_writable(db: sqlite3.Connection) -> None:

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from proxy.catalog.sqlite_thread import SQLiteThread, immediate
+from proxy.catalog.sqlite_thread import SQLiteThread, immediate, switch_to_wal
 from proxy.quota.periods import SlotUsage, Window
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ class SQLiteQuotaStore(SQLiteThread):
         db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(db, BUSY_TIMEOUT_MS / 1000)
         db.execute("PRAGMA synchronous=NORMAL")
         self._db = db
 
