@@ -61,7 +61,7 @@ __all__ = [
 # Rough size of an encoded upstream image per pixel (aerial JPEG ~0.4, PNG ~1.5).
 ENCODED_BYTES_PER_PIXEL = 1.0
 SNAP_TOLERANCE = 1e-9  # in pixels
-MASK_DELAY = 0.001  # s: the AOI mask of a read is drawn once its requests are sent
+MASK_DELAY = 0.001  # s: the AOI mask of a read is drawn after its first requests go out
 T = TypeVar("T")
 
 
@@ -250,7 +250,7 @@ class StreamingImage:
         Mosaic, mask and ``finish`` run in one executor job: no second and third wait in
         the executor's queue, which the tile cache's disk writes share during a cold read.
         ``allocate`` makes the pixels a read at the image's own resolution pastes into (an
-        encoder's buffer: see :func:`~streaming.mosaic.compose`).
+        encoder's buffer: see :class:`~streaming.mosaic.Mosaic`).
         """
         resolution = min(abs(output.transform.a), abs(output.transform.e))
         ground = ground_resolution(output)
@@ -334,8 +334,8 @@ class _FinishingReader(SourceReader, Generic[T]):
                 mask.exception()  # seen: _compose raised it, or the read failed before
 
     async def _draw_mask(self, output: Grid) -> MaskPlan:
-        # Once the read's upstream requests are sent: they go in the loop's next few
-        # iterations, which a timer waits behind, and drawing meanwhile would take the GIL.
+        # After the loop's first iterations, where the read's first requests go out. Waiting
+        # for all 81 of a cold read (15 ms) measured the same (RESULTS.md, reads round 5).
         await asyncio.sleep(MASK_DELAY)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, plan_mask, self.aois, output)

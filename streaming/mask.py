@@ -22,7 +22,7 @@ MASK_BLOCK = 256  # px: the mask is drawn only in the blocks an AOI edge crosses
 
 def aoi_mask(aois: AOIs, output: Grid) -> np.ndarray:
     """True where a pixel's centre is inside an AOI (the AOIs projected into the grid CRS)."""
-    return _inside(project(aois, output.crs), output)
+    return ~_outside(project(aois, output.crs), output)
 
 
 def mask_outside(rgba: np.ndarray, aois: AOIs, output: Grid) -> np.ndarray:
@@ -52,7 +52,7 @@ def plan_mask(aois: AOIs, output: Grid) -> MaskPlan:
     """
     t = output.transform
     if t.b or t.d:  # rotated: no blocks of the CRS's axes
-        return MaskPlan(~aoi_mask(aois, output), [], [])
+        return MaskPlan(_outside(project(aois, output.crs), output), [], [])
     area = project(aois, output.crs)
     tops = np.arange(0, output.height, MASK_BLOCK)
     lefts = np.arange(0, output.width, MASK_BLOCK)
@@ -147,10 +147,6 @@ def polygons(geometry: object) -> object | None:
     flat = shapely.get_parts(shapely.get_parts(geometry))  # collections, then multi-parts
     parts = [p for p in flat if p.geom_type == "Polygon" and not p.is_empty]
     return shapely.multipolygons(parts) if parts else None
-
-
-def _inside(geometry: object, output: Grid) -> np.ndarray:
-    return ~_outside(geometry, output)
 
 
 def _outside(geometry: object, output: Grid) -> np.ndarray:

@@ -93,8 +93,8 @@ def geotiff(rgba: RGBA, crs: CRS, transform: Affine) -> bytes:
 class NpyTarget:
     """Band-first pixels made inside an NPY file's buffer, for a read to paste its tiles into.
 
-    The mosaic calls it with the read's size (see ``allocate`` in
-    :func:`streaming.mosaic.compose`); :func:`npy` of the very array it handed out returns
+    The read's :class:`streaming.mosaic.Mosaic` calls it with the read's size (its
+    ``allocate``); :func:`npy` of the very array it handed out returns
     the buffer as is: the read's pixels are never copied into the answer.
     """
 

@@ -94,10 +94,10 @@ class ImageService:
 
     async def full_read_cost(self, record: ImageRecord, server: ServerRecord) -> tuple[int, int]:
         """Upstream requests and bytes of reading all of ``record`` (nothing is fetched)."""
-        grid = image_grid(record)
+        grid, aois = parsed_image(record)
         with server_scope(server.id):
             source = await self.services.sources.get(server)
-        estimate = self._image(source, grid, aois_of(record.aois)).estimate(grid.as_grid())
+        estimate = self._image(source, grid, aois).estimate(grid.as_grid())
         return int(estimate.requests), int(estimate.bytes)
 
     async def read(

@@ -176,7 +176,6 @@ def test_a_window_inside_the_aoi_draws_no_mask(monkeypatch):
         raise AssertionError("no mask to draw")
 
     monkeypatch.setattr(streaming.mask, "aoi_mask", refuse)
-    monkeypatch.setattr(streaming.mask, "_inside", refuse)
     monkeypatch.setattr(streaming.mask, "_outside", refuse)
     rgba = np.full((4, 64, 64), 9, dtype=np.uint8)
     assert _masked(rgba, AOIS, grid_at(6.605, 46.535)) is rgba
