@@ -1,7 +1,7 @@
 """The fake upstream of ``benchmarks.bench_reads``: a slow XYZ tile server, its GDAL description.
 
-Every zoom-15 tile is one of a few pre-encoded JPEG tiles of the ground truth, answered
-after a fixed latency, from its own thread (GDAL's reads block their caller).
+Every zoom-15 tile is one of a few pre-encoded JPEG tiles of the ground truth, made
+distinct by a comment naming the tile (:func:`tile_bytes`), answered after a fixed latency.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def serve(pool: list[bytes], latency: float, counters: Any, started: Any) -> Non
         finally:
             counters[1] -= 1
         x, y = int(request.match_info["x"]), int(request.match_info["y"])
-        return web.Response(body=pool[(x * 7 + y) % len(pool)], content_type="image/jpeg")
+        return web.Response(body=tile_bytes(pool, x, y), content_type="image/jpeg")
 
     async def run() -> None:
         app = web.Application()
@@ -120,7 +120,20 @@ class PoolTiles:
         self.pool, self.tms, self.min_zoom, self.max_zoom = pool, grid.web_mercator_tms(), 0, ZOOM
 
     async def fetch_tile(self, tile: TileIndex) -> FetchedImage | None:
-        return FetchedImage(self.pool[(tile.x * 7 + tile.y) % len(self.pool)], "image/jpeg")
+        return FetchedImage(tile_bytes(self.pool, tile.x, tile.y), "image/jpeg")
+
+
+def tile_bytes(pool: list[bytes], x: int, y: int) -> bytes:
+    """Tile (x, y): a JPEG of the pool, with a comment (COM segment) naming the tile.
+
+    Every tile is then distinct bytes, as a real upstream's are: the service's memory of
+    decoded tiles (keyed by the bytes) would otherwise decode each of the pool's 16 images
+    once and copy the other 65 tiles of a cold read (rounds 1-5 of benchmarks/RESULTS.md
+    measured that: 16 decodes per cold read of 81 tiles, not 81).
+    """
+    jpeg = pool[(x * 7 + y) % len(pool)]
+    text = f"tile {x},{y}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
 
 
 def tile_pool(renderer: GroundTruthRenderer) -> list[bytes]:
