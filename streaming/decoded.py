@@ -10,8 +10,11 @@ a bytes object's hash once computed, so the lookup of a tile the byte cache alre
 costs a dict probe. A ``scope`` (the proxy uses the server's fingerprint) groups entries so
 that purging a server's cache drops its decoded tiles too.
 
-Bounded in bytes (decoded pixels plus the encoded bytes the key holds), least recently
-used evicted first. Thread-safe: reads decode in executor threads.
+Pixels are kept as (4, h, w) arrays in the layout of the read that decoded them: a view
+of interleaved RGBA, or band-first planes for a read into an NPY answer (a detector's next
+read pastes those at memcpy speed). Bounded in bytes (decoded pixels plus the encoded bytes
+the key holds), least recently used evicted first. Thread-safe: reads decode in executor
+threads.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Protocol
 
 from cachetools import LRUCache
 
-from streaming.codecs import Pixels
+from streaming.codecs import Bands
 
 DEFAULT_DECODED_BYTES = 128 * 1024 * 1024
 ENTRY_OVERHEAD = 512  # the key tuple, the array object, the LRU's slot
@@ -30,17 +33,17 @@ ENTRY_OVERHEAD = 512  # the key tuple, the array object, the LRU's slot
 class TileMemo(Protocol):
     """What the mosaic asks of a memory of decoded tiles (see :class:`DecodedTiles`)."""
 
-    def get(self, data: bytes, reduce: int) -> tuple[Pixels, bool] | None:
+    def get(self, data: bytes, reduce: int) -> tuple[Bands, bool] | None:
         """The read-only pixels of ``data`` at 1/``reduce`` scale and its blank flag."""
 
-    def put(self, data: bytes, reduce: int, pixels: Pixels, blank: bool) -> None:
+    def put(self, data: bytes, reduce: int, pixels: Bands, blank: bool) -> None:
         """Keep the decoded ``pixels`` of ``data`` (made read-only here)."""
 
 
 _Key = tuple[str, bytes, int]
 
 
-def _weight(value: tuple[Pixels, bool, int]) -> int:
+def _weight(value: tuple[Bands, bool, int]) -> int:
     return value[0].nbytes + value[2] + ENTRY_OVERHEAD
 
 
@@ -48,7 +51,7 @@ class DecodedTiles:
     """Decoded tiles by (scope, encoded bytes, scale), bounded to ``max_bytes``."""
 
     def __init__(self, max_bytes: int = DEFAULT_DECODED_BYTES) -> None:
-        self._lru: LRUCache[_Key, tuple[Pixels, bool, int]] = LRUCache(
+        self._lru: LRUCache[_Key, tuple[Bands, bool, int]] = LRUCache(
             maxsize=max(1, max_bytes), getsizeof=_weight
         )
         self._lock = threading.Lock()
@@ -58,7 +61,7 @@ class DecodedTiles:
         """The :class:`TileMemo` of one scope (one server) over this memory."""
         return ScopedTiles(self, scope)
 
-    def get(self, scope: str, data: bytes, reduce: int) -> tuple[Pixels, bool] | None:
+    def get(self, scope: str, data: bytes, reduce: int) -> tuple[Bands, bool] | None:
         """The pixels and blank flag kept for ``data``, or None."""
         if not self.enabled:
             return None
@@ -66,7 +69,7 @@ class DecodedTiles:
             found = self._lru.get((scope, data, reduce))
         return None if found is None else (found[0], found[1])
 
-    def put(self, scope: str, data: bytes, reduce: int, pixels: Pixels, blank: bool) -> None:
+    def put(self, scope: str, data: bytes, reduce: int, pixels: Bands, blank: bool) -> None:
         """Keep ``pixels`` (read-only from now on); one over the bound is not kept."""
         if not self.enabled:
             return
@@ -106,10 +109,10 @@ class ScopedTiles:
     def __init__(self, tiles: DecodedTiles, scope: str) -> None:
         self.tiles, self.scope = tiles, scope
 
-    def get(self, data: bytes, reduce: int) -> tuple[Pixels, bool] | None:
+    def get(self, data: bytes, reduce: int) -> tuple[Bands, bool] | None:
         """See :meth:`DecodedTiles.get`."""
         return self.tiles.get(self.scope, data, reduce)
 
-    def put(self, data: bytes, reduce: int, pixels: Pixels, blank: bool) -> None:
+    def put(self, data: bytes, reduce: int, pixels: Bands, blank: bool) -> None:
         """See :meth:`DecodedTiles.put`."""
         self.tiles.put(self.scope, data, reduce, pixels, blank)

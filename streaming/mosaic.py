@@ -138,9 +138,17 @@ class Mosaic:
         """Decode piece ``index`` (it raises as decoding does) and paste it."""
         if piece.data is None:
             return
-        image, blank = _decoded(piece, self.max_pixels, self.memo)
+        target = self.target
+        planar = not is_interleaved(target)
+        bands, blank, kept = _decoded(piece, self.max_pixels, self.memo, planar)
         left, top = self.offsets or (0, 0)
-        _paste(self.target, image, piece.col_off - left, piece.row_off - top)
+        placed = _paste(target, bands, piece.col_off - left, piece.row_off - top)
+        if not kept and self.memo is not None:
+            # Kept in the target's layout: a band-first target (an NPY answer) keeps the
+            # band-first copy of what just landed, which the next read pastes in 9 us
+            # instead of 75 (10 us to copy; benchmarks/RESULTS.md, reads round 6).
+            keep = placed.copy() if planar and placed is not None else bands
+            self.memo.put(piece.data, piece.reduce, keep, blank)
         with self._lock:
             self._pasted.add(index)
             self._blank += blank
@@ -211,48 +219,60 @@ def predecode(batch: Sequence[tuple[int, Piece]], max_pixels: int, memo: TileMem
     """
     for _, piece in batch:
         try:
-            _decoded(piece, max_pixels, memo)
-        except Exception:  # noqa: S110 - the mosaic raises it, with the read's context
-            pass
+            bands, blank, kept = _decoded(piece, max_pixels, memo, planar=False)
+        except Exception:  # noqa: S112 - the mosaic raises it, with the read's context
+            continue
+        if not kept and piece.data is not None:
+            memo.put(piece.data, piece.reduce, bands, blank)
 
 
-def _decoded(piece: Piece, max_pixels: int, memo: TileMemo | None) -> tuple[Pixels, bool]:
-    """The pixels of ``piece`` (checked against its size) and whether they are blank."""
+def _decoded(
+    piece: Piece, max_pixels: int, memo: TileMemo | None, planar: bool
+) -> tuple[Bands, bool, bool]:
+    """The (4, h, w) pixels of ``piece`` (checked against its size), whether they are
+    blank, and whether they came from ``memo`` (else they were decoded now).
+
+    ``planar``: whether band-first pixels kept in the memo are wanted. Into interleaved
+    pixels they paste slower (261 us) than a decode does (145 + 7 us): a miss then.
+    """
     assert piece.data is not None
     found = memo.get(piece.data, piece.reduce) if memo is not None else None
-    if found is None:
+    kept = found is not None and (planar or is_interleaved(found[0]))
+    if found is None or not kept:
         expect = (piece.width * piece.reduce, piece.height * piece.reduce)
         image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
-        found = image, is_blank(image.transpose(2, 0, 1))
-        if memo is not None and image.shape[:2] == (piece.height, piece.width):
-            memo.put(piece.data, piece.reduce, *found)
-    image = found[0]
-    if image.shape[:2] != (piece.height, piece.width):
+        bands = image.transpose(2, 0, 1)
+        found = bands, is_blank(bands)
+    bands = found[0]
+    if bands.shape[1:] != (piece.height, piece.width):
         raise SourceBadResponse(
-            f"{piece.label}: upstream image is {image.shape[1]}x{image.shape[0]} px "
+            f"{piece.label}: upstream image is {bands.shape[2]}x{bands.shape[1]} px "
             f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
             hint="check the configured tile size",
         )
-    return found
+    return bands, found[1], kept
 
 
-def _paste(target: Bands, image: Pixels, col_off: int, row_off: int) -> None:
-    """Copy ``image`` into ``target`` (4, h, w) at the offsets, clipped to the target."""
+def _paste(target: Bands, bands: Bands, col_off: int, row_off: int) -> Bands | None:
+    """Copy ``bands`` into ``target`` (both (4, h, w), any layout) at the offsets, clipped
+    to the target; the part of ``target`` it filled when all of it landed, else None.
+
+    One numpy copy whatever the layouts: into a band-first target (an NPY answer's own
+    buffer) it splits interleaved pixels as they land. band_first's 14 calls were faster
+    alone (50 against 75 us), but each call lets go of the GIL and waits to take it back
+    from the event loop, busy taking the other tiles in: one copy made a cold read of
+    81 tiles 4 % faster (benchmarks/RESULTS.md, reads round 6).
+    """
     height, width = target.shape[1:]
     r0, c0 = max(row_off, 0), max(col_off, 0)
-    r1 = min(row_off + image.shape[0], height)
-    c1 = min(col_off + image.shape[1], width)
+    r1 = min(row_off + bands.shape[1], height)
+    c1 = min(col_off + bands.shape[2], width)
     if r1 <= r0 or c1 <= c0:
-        return
-    part = image[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
-    if is_interleaved(target):
-        target.transpose(1, 2, 0)[r0:r1, c0:c1] = part
-    else:  # band-first (an NPY answer's own buffer): split the pixels as they land
-        # One numpy copy, not band_first's 14 calls: each call lets go of the GIL and
-        # waits to take it back from the event loop, which is busy taking the other
-        # tiles in. 50 us against 76 alone, but a cold read of 81 tiles 4 % faster
-        # (benchmarks/RESULTS.md, reads round 6).
-        np.copyto(target[:, r0:r1, c0:c1], part.transpose(2, 0, 1))
+        return None
+    part = bands[:, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
+    placed = target[:, r0:r1, c0:c1]
+    np.copyto(placed, part)
+    return placed if part.shape == bands.shape else None
 
 
 def warp(pixels: Pixels, src: Grid, dst: Grid, resampling: Resampling) -> Pixels:

@@ -50,8 +50,8 @@ async def test_a_read_keeps_its_decoded_tiles_and_the_next_read_pastes_them(
     # The memo's pixels are what the next read pastes: make one tile's pixels red.
     data = next(iter(memo._lru))[1]
     pixels, _ = memo.get("server-a", data, 1)
-    red = np.zeros_like(pixels)
-    red[..., 0], red[..., 3] = 255, 255
+    red = np.zeros_like(pixels)  # (4, h, w), the layout kept
+    red[0], red[3] = 255, 255
     memo.put("server-a", data, 1, red, False)
     again = await SourceReader(source, executor).read(grid())
     assert len(memo) == tiles
@@ -96,7 +96,7 @@ async def test_a_kept_tile_of_the_wrong_size_is_still_refused(renderer, executor
     source = MemoTiles(renderer, memo)
     await SourceReader(source, executor).read(grid())
     for scope, data, reduce in list(memo._lru):
-        memo.put(scope, data, reduce, np.zeros((128, 128, 4), np.uint8), False)
+        memo.put(scope, data, reduce, np.zeros((128, 128, 4), np.uint8).transpose(2, 0, 1), False)
     with pytest.raises(SourceBadResponse, match="expected 256x256"):
         await SourceReader(source, executor).read(grid())
 

@@ -3,6 +3,8 @@
 - A read that only crops (scale 1, whole-pixel offsets: a window at the image's own
   resolution) pastes its pieces straight into the output, interleaved or band-first:
   the canvas's pixels, untouched, with no canvas made.
+- Decoded pieces are kept in the layout of the read that decoded them, and a read of the
+  other layout still gets the same pixels.
 - The AOI mask, drawn only in the blocks an AOI edge crosses: compared with the mask
   of the whole grid.
 """
@@ -19,8 +21,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
+import streaming.mosaic
 from streaming.aoi import parse_aois
-from streaming.codecs import encode_png
+from streaming.codecs import encode_png, is_interleaved
+from streaming.decoded import DecodedTiles
 from streaming.mask import aoi_mask
 from streaming.mask import mask_outside as _masked
 from streaming.mosaic import (
@@ -89,6 +93,44 @@ def test_a_crop_is_the_canvas_pixels_pasted_straight_into_the_output(opaque, all
     assert made == [(dst.height, dst.width)]  # the output only: no canvas
     # the decoded pixels, untouched (translucent ones too: nothing is resampled)
     np.testing.assert_array_equal(got, pixels[top:bottom, left:right].transpose(2, 0, 1))
+
+
+def test_a_band_first_read_keeps_band_first_pieces_that_the_next_pastes_without_decoding(
+    monkeypatch,
+):
+    pixels = canvas(False)
+    dst = Grid(MERCATOR, CANVAS.transform * Affine.translation(7, 3), 60, 70)
+    pieces = tiled(pixels)
+    memo = DecodedTiles().scoped("server")
+    decoded = []
+    real = streaming.mosaic.decode_pixels
+
+    def counted(*args, **kwargs):
+        decoded.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streaming.mosaic, "decode_pixels", counted)
+    want = pixels[3:73, 7:67].transpose(2, 0, 1)
+
+    def read(allocate):
+        decoded.clear()
+        made = compose(pieces, CANVAS, dst, max_pixels=1 << 20, memo=memo, allocate=allocate)
+        np.testing.assert_array_equal(made.rgba, want)
+        return len(decoded)
+
+    assert read(planar_zeros) == len(pieces)  # all decoded once
+    kept = [memo.get(p.data, 1) for p in pieces]
+    inside = [
+        k
+        for k, p in zip(kept, pieces, strict=True)
+        if 7 <= p.col_off <= 67 - p.width and 3 <= p.row_off <= 73 - p.height
+    ]
+    assert all(k is not None for k in kept)
+    assert inside and not any(is_interleaved(k[0]) for k in inside)  # planes: a memcpy paste
+    assert read(planar_zeros) == 0  # the next band-first read decodes nothing
+    # An interleaved read decodes the planes again (faster than scattering them), the same pixels.
+    assert read(None) == len(inside)
+    assert read(None) == 0
 
 
 @pytest.mark.parametrize(
