@@ -5,7 +5,8 @@ Run: python -m benchmarks.bench_reads [--repeat N] [--upstream process|thread]
 One run, one fake XYZ upstream on loopback (a child process by default; ``--upstream
 thread`` puts it in a thread of this process, as the first sessions did, where it competes
 with the service for the GIL) answering every tile after
-50 ms with one of a few pre-encoded 256 px JPEG tiles of the ground truth. An image at
+50 ms with one of a few pre-encoded 256 px JPEG tiles of the ground truth, each made
+distinct bytes by a comment naming the tile (a cold read decodes all of them). An image at
 native zoom 15 is imported; a 2048 x 2048 window that is not tile-aligned needs 9 x 9 = 81
 tiles. Measured (medians of ``--repeat``):
 
