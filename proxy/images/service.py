@@ -29,7 +29,7 @@ from proxy.images.plan import (
     server_bounds,
     server_resolution,
 )
-from proxy.images.store import crs_text, image_crs, image_transform
+from proxy.images.store import crs_text, image_grid
 from proxy.metrics import server_scope
 from proxy.quota.share import check_fits, quota_share
 from proxy.services import Services
@@ -221,14 +221,3 @@ def parsed_image(record: ImageRecord) -> tuple[ImageGrid, AOIs]:
     if found is None:
         found = _PARSED[key] = (image_grid(record), aois_of(record.aois))
     return found
-
-
-def image_grid(record: ImageRecord) -> ImageGrid:
-    """The pixel grid of a stored image."""
-    return ImageGrid(
-        image_crs(record),
-        image_transform(record),
-        record.width,
-        record.height,
-        record.resolution_m,
-    )

@@ -25,7 +25,7 @@ from proxy.catalog.base import ImageRecord, ServerRecord
 from proxy.errors import CatalogUnavailable, InvalidInput
 from proxy.images.plan import aois_of
 from proxy.images.service import _with_fix
-from proxy.images.store import image_crs, image_transform, load_image, load_server
+from proxy.images.store import image_grid, load_image, load_server
 from proxy.jobs.kinds import CellDone, CellFailed, CellWork, PlannedCell
 from proxy.jobs.outputs import CellOutput, cell_file_name, job_folder_name, write_failure
 from proxy.metrics import server_scope
@@ -37,7 +37,7 @@ from proxy.services import Services
 from streaming.cog import COMPRESSIONS, CogOptions, CogWindow, write_cog
 from streaming.errors import CodedError, SourceError, SourceQuotaExceeded, StreamingError
 from streaming.guard import ResolutionTooHigh, check_resolution
-from streaming.image import ImageGrid, StreamingImage, cells, ground_resolution
+from streaming.image import StreamingImage, cells, ground_resolution
 
 DEFAULT_COMPRESSION = "deflate"
 MIN_CELL_PIXELS = 256
@@ -204,12 +204,6 @@ class MaterializeKind:
         except CodedError as exc:  # deleted since the job was made (404, 410)
             raise CellFailed(f"{exc.code}: {exc.message}") from exc
         return image, server
-
-
-def image_grid(image: ImageRecord) -> ImageGrid:
-    """The stored image's pixel grid."""
-    res = abs(image.transform[0])
-    return ImageGrid(image_crs(image), image_transform(image), image.width, image.height, res)
 
 
 async def recorded_headers(services: Services, image: ImageRecord, job_id: str) -> list[CellHeader]:

@@ -174,3 +174,28 @@ async def test_gdal_opens_the_description_and_reads_the_ground_truth(
     data, transform = await asyncio.get_running_loop().run_in_executor(None, read)
     oracle = expected(ground_truth, Grid(MERCATOR, transform, data.shape[2], data.shape[1]))
     assert_pixels_match(data, oracle)
+
+
+async def test_a_bbox_without_a_size_is_the_images_own_pixels_covering_it(
+    api, imported, ground_truth
+):
+    """Snapped outward to the image's pixels: its pixel size, its pixel edges, the ground truth."""
+    _, image = imported
+    west, south, east, north = 6.625, 46.515, 6.635, 46.525
+    resp = await api.get(f"/images/{image['id']}/bbox/{west},{south},{east},{north}.npy")
+    assert resp.status == 200, await resp.text()
+    bands = np.load(io.BytesIO(await resp.read()))
+    got = grid_of(resp).transform
+    own = Affine(*image["transform"][:6])
+    assert got.a == pytest.approx(own.a) and got.e == pytest.approx(own.e)  # the image's pixels
+    col, row = ~own * (got.c, got.f)
+    assert col == pytest.approx(round(col), abs=1e-6) and row == pytest.approx(round(row), abs=1e-6)
+    (left, right), (bottom, top) = rasterio.warp.transform(
+        "EPSG:4326", MERCATOR, [west, east], [south, north]
+    )
+    _, height, width = bands.shape
+    assert got.c <= left < got.c + own.a and got.f >= top > got.f + own.e  # snapped outward
+    assert got.c + width * own.a >= right > got.c + (width - 1) * own.a
+    assert got.f + height * own.e <= bottom < got.f + (height - 1) * own.e
+    oracle = expected(ground_truth, Grid(MERCATOR, got, width, height))
+    assert_pixels_match(bands, oracle)
