@@ -237,20 +237,20 @@ def _decoded(
     """
     assert piece.data is not None
     found = memo.get(piece.data, piece.reduce) if memo is not None else None
-    kept = found is not None and (planar or is_interleaved(found[0]))
-    if found is None or not kept:
+    if found is not None and (planar or is_interleaved(found[0])):
+        (bands, blank), kept = found, True
+    else:
         expect = (piece.width * piece.reduce, piece.height * piece.reduce)
         image = decode_pixels(piece.data, max_pixels=max_pixels, expect=expect, reduce=piece.reduce)
         bands = image.transpose(2, 0, 1)
-        found = bands, is_blank(bands)
-    bands = found[0]
+        blank, kept = is_blank(bands), False
     if bands.shape[1:] != (piece.height, piece.width):
         raise SourceBadResponse(
             f"{piece.label}: upstream image is {bands.shape[2]}x{bands.shape[1]} px "
             f"at 1/{piece.reduce} scale, expected {piece.width}x{piece.height}",
             hint="check the configured tile size",
         )
-    return bands, found[1], kept
+    return bands, blank, kept
 
 
 def _paste(target: Bands, bands: Bands, col_off: int, row_off: int) -> Bands | None:
