@@ -201,6 +201,8 @@ class TileCache:
             entry = await self.lower.read(key.id)
             if entry is not None:
                 self.memory.put(key.id, entry)
+            else:  # a load of another caller may have ended while the read waited
+                entry = self.memory.get(key.id)
         if entry is not None:
             if entry.negative:
                 if self._clock() - entry.stored_at < neg_ttl:

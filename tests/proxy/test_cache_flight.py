@@ -95,6 +95,29 @@ async def test_an_error_reaches_every_waiter_and_is_not_cached(cache, events):
     assert result.status is CacheStatus.MISS and upstream.calls == 2
 
 
+async def test_a_caller_whose_lower_read_ends_after_the_fetch_takes_it_from_memory(cache):
+    """A slow lower tier (an unreachable Redis answers late): the fetch another caller made
+    meanwhile is in memory when this caller's read comes back empty; it is not made again."""
+    upstream = Upstream()
+    upstream.release.set()
+    real_read, late = cache.lower.read, asyncio.Event()
+
+    async def read(key_id):
+        found = await real_read(key_id)
+        if asyncio.current_task().get_name() == "late":
+            await late.wait()  # comes back empty after the first caller's fetch
+        return found
+
+    cache.lower.read = read
+    slow = asyncio.create_task(cache.get_or_fetch(KEY, upstream, ttl=60), name="late")
+    await until(lambda: upstream.calls == 0 and not slow.done())
+    first = await cache.get_or_fetch(KEY, upstream, ttl=60)
+    late.set()
+    second = await slow
+    assert first.status is CacheStatus.MISS and second.status is CacheStatus.HIT
+    assert second.entry.body == b"tile" and upstream.calls == 1
+
+
 async def test_single_flight_forgets_a_key_when_done():
     flight: SingleFlight[str, int] = SingleFlight()
 
